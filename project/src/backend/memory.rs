@@ -1,0 +1,482 @@
+//! The in-process backend: everything in this process's memory, for one node.
+//!
+//! The maps are guarded by `std::sync::Mutex`, not Tokio's, because nothing awaits while one is
+//! held (the same reasoning as mini-redis's `db.rs`). Each room's log has its own lock, so rooms
+//! never wait for each other; the lock covers "assign id, store, deliver", which keeps delivery
+//! order equal to id order.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::{
+    Appended, ConnId, Draft, Fanout, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW,
+    LOGIN_MAX_FAILURES, LOGIN_WINDOW, LoginLimiter, MessageLog, Presence, RoomEvent, RoomStore,
+    StoreError, StoreResult, StoredFrame, UserStore, message_frame_parts,
+};
+use crate::domain::{Room, RoomId, UserRecord};
+use crate::ws::hub::Hub;
+
+/// Builds the in-process implementation of every backend trait.
+pub fn backends(hub: Arc<Hub>) -> super::Backends {
+    let log = Arc::new(MemoryLog {
+        hub: hub.clone(),
+        rooms: DashMap::new(),
+    });
+    super::Backends {
+        users: Arc::new(MemoryUsers::default()),
+        rooms: Arc::new(MemoryRooms::default()),
+        messages: log,
+        presence: Arc::new(MemoryPresence::default()),
+        fanout: Arc::new(LocalFanout { hub }),
+        login_limiter: Arc::new(MemoryLoginLimiter::default()),
+        health: None,
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay
+/// consistent because no operation leaves them half-written).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Default)]
+struct MemoryUsers {
+    inner: Mutex<Users>,
+}
+
+#[derive(Default)]
+struct Users {
+    by_name: HashMap<String, UserRecord>,
+    emails: HashSet<String>,
+}
+
+#[async_trait]
+impl UserStore for MemoryUsers {
+    async fn create_user(&self, record: UserRecord) -> StoreResult<()> {
+        let mut users = lock(&self.inner);
+        let email_key = record.user.email.to_lowercase();
+        if users.by_name.contains_key(&record.user.username) {
+            return Err(StoreError::Conflict(
+                "el nombre de usuario ya existe".into(),
+            ));
+        }
+        if users.emails.contains(&email_key) {
+            return Err(StoreError::Conflict("el e-mail ya está registrado".into()));
+        }
+        users.emails.insert(email_key);
+        users.by_name.insert(record.user.username.clone(), record);
+        Ok(())
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(lock(&self.inner).by_name.get(username).cloned())
+    }
+}
+
+#[derive(Default)]
+struct MemoryRooms {
+    inner: Mutex<HashMap<String, (Room, BTreeSet<String>)>>,
+}
+
+#[async_trait]
+impl RoomStore for MemoryRooms {
+    async fn create_room(&self, room: Room) -> StoreResult<()> {
+        let mut rooms = lock(&self.inner);
+        if rooms.contains_key(&room.id) {
+            return Err(StoreError::Conflict("la sala ya existe".into()));
+        }
+        let members = room.created_by.iter().cloned().collect();
+        rooms.insert(room.id.clone(), (room, members));
+        Ok(())
+    }
+
+    async fn room(&self, id: &RoomId) -> StoreResult<Option<Room>> {
+        Ok(lock(&self.inner)
+            .get(id.as_str())
+            .map(|(room, _)| room.clone()))
+    }
+
+    async fn rooms(&self) -> StoreResult<Vec<Room>> {
+        let mut rooms: Vec<Room> = lock(&self.inner)
+            .values()
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(rooms)
+    }
+
+    async fn add_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
+        Ok(lock(&self.inner)
+            .get_mut(room.as_str())
+            .is_some_and(|(_, members)| members.insert(username.to_owned())))
+    }
+
+    async fn is_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
+        Ok(lock(&self.inner)
+            .get(room.as_str())
+            .is_some_and(|(_, members)| members.contains(username)))
+    }
+
+    async fn member_count(&self, room: &RoomId) -> StoreResult<u64> {
+        Ok(lock(&self.inner)
+            .get(room.as_str())
+            .map_or(0, |(_, members)| members.len() as u64))
+    }
+}
+
+/// One room's log: its frames in id order and the recent `client_id`s.
+#[derive(Default)]
+struct RoomLog {
+    frames: Vec<StoredFrame>,
+    /// `(user, client_id)` → (index in `frames`, when it was stored).
+    recent_client_ids: HashMap<(String, String), (usize, Instant)>,
+}
+
+struct MemoryLog {
+    hub: Arc<Hub>,
+    rooms: DashMap<RoomId, Arc<Mutex<RoomLog>>>,
+}
+
+impl MemoryLog {
+    fn room_log(&self, room: &RoomId) -> Arc<Mutex<RoomLog>> {
+        self.rooms.entry(room.clone()).or_default().clone()
+    }
+}
+
+#[async_trait]
+impl MessageLog for MemoryLog {
+    async fn append(&self, draft: Draft) -> StoreResult<Appended> {
+        let room_log = self.room_log(&draft.room);
+        let mut log = lock(&room_log);
+        let now = Instant::now();
+        let key = draft.client_id.clone().map(|id| (draft.user.clone(), id));
+        if let Some(key) = &key {
+            log.recent_client_ids
+                .retain(|_, (_, stored_at)| now.duration_since(*stored_at) < IDEMPOTENCY_WINDOW);
+            if let Some((index, _)) = log.recent_client_ids.get(key) {
+                let frame = log.frames[*index].clone();
+                return Ok(Appended {
+                    frame,
+                    duplicate: true,
+                });
+            }
+        }
+        let id = log.frames.len() as u64 + 1;
+        let (prefix, suffix) = message_frame_parts(&draft);
+        let frame = StoredFrame {
+            id,
+            json: format!("{prefix}{id}{suffix}").into(),
+        };
+        log.frames.push(frame.clone());
+        if let Some(key) = key {
+            let index = log.frames.len() - 1;
+            log.recent_client_ids.insert(key, (index, now));
+        }
+        // Delivered while the room's lock is held: the next message of this room cannot be
+        // delivered before this one. `deliver` only does `try_send`, it never waits.
+        self.hub.deliver(RoomEvent {
+            room: draft.room,
+            message_id: Some(id),
+            skip_user: None,
+            frame: frame.json.clone(),
+        });
+        Ok(Appended {
+            frame,
+            duplicate: false,
+        })
+    }
+
+    async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage> {
+        let Some(room_log) = self.rooms.get(room).map(|entry| entry.clone()) else {
+            return Ok(HistoryPage::default());
+        };
+        let log = lock(&room_log);
+        // Ids are 1, 2, 3…, so the frame with id `n` sits at index `n - 1`.
+        let len = log.frames.len();
+        let index_of = |id: u64| (id as usize).min(len);
+        let (range, newest_first, limit) = match query {
+            HistoryQuery::Latest { limit } => (0..len, true, limit),
+            HistoryQuery::Before { before, limit } => {
+                (0..index_of(before.saturating_sub(1)), true, limit)
+            }
+            HistoryQuery::After { after, limit } => (index_of(after)..len, false, limit),
+            HistoryQuery::Between {
+                after,
+                before,
+                limit,
+            } => {
+                let end = index_of(before.saturating_sub(1));
+                (index_of(after).min(end)..end, false, limit)
+            }
+        };
+        let available = range.len();
+        let taken = if newest_first {
+            range.end - available.min(limit)..range.end
+        } else {
+            range.start..range.start + available.min(limit)
+        };
+        Ok(HistoryPage {
+            frames: log.frames[taken].to_vec(),
+            has_more: available > limit,
+        })
+    }
+}
+
+/// room → user → that user's connections in the room.
+#[derive(Default)]
+struct MemoryPresence {
+    rooms: Mutex<HashMap<RoomId, HashMap<String, HashSet<ConnId>>>>,
+}
+
+#[async_trait]
+impl Presence for MemoryPresence {
+    async fn join(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool> {
+        let mut rooms = lock(&self.rooms);
+        let connections = rooms
+            .entry(room.clone())
+            .or_default()
+            .entry(user.to_owned())
+            .or_default();
+        Ok(connections.insert(conn) && connections.len() == 1)
+    }
+
+    async fn leave(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool> {
+        let mut rooms = lock(&self.rooms);
+        let Some(users) = rooms.get_mut(room) else {
+            return Ok(false);
+        };
+        let Some(connections) = users.get_mut(user) else {
+            return Ok(false);
+        };
+        let last = connections.remove(&conn) && connections.is_empty();
+        if connections.is_empty() {
+            users.remove(user);
+        }
+        if users.is_empty() {
+            rooms.remove(room);
+        }
+        Ok(last)
+    }
+
+    async fn online(&self, room: &RoomId) -> StoreResult<Vec<String>> {
+        let mut users: Vec<String> = lock(&self.rooms)
+            .get(room)
+            .map(|users| users.keys().cloned().collect())
+            .unwrap_or_default();
+        users.sort();
+        Ok(users)
+    }
+}
+
+/// With a single node, fan-out is handing the event to the local hub.
+struct LocalFanout {
+    hub: Arc<Hub>,
+}
+
+#[async_trait]
+impl Fanout for LocalFanout {
+    async fn publish(&self, event: RoomEvent) -> StoreResult<()> {
+        self.hub.deliver(event);
+        Ok(())
+    }
+}
+
+/// username → (failures, when the window started).
+#[derive(Default)]
+struct MemoryLoginLimiter {
+    windows: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl MemoryLoginLimiter {
+    /// The time left in the username's window, if it is still open.
+    fn remaining(started: Instant) -> Option<Duration> {
+        LOGIN_WINDOW
+            .checked_sub(started.elapsed())
+            .filter(|left| !left.is_zero())
+    }
+}
+
+#[async_trait]
+impl LoginLimiter for MemoryLoginLimiter {
+    async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>> {
+        Ok(lock(&self.windows)
+            .get(username)
+            .and_then(|(failures, started)| {
+                (*failures >= LOGIN_MAX_FAILURES)
+                    .then(|| Self::remaining(*started))
+                    .flatten()
+            }))
+    }
+
+    async fn record_failure(&self, username: &str) -> StoreResult<()> {
+        let mut windows = lock(&self.windows);
+        // Forget closed windows so that guessing many usernames cannot grow the map forever.
+        if windows.len() > 10_000 {
+            windows.retain(|_, (_, started)| Self::remaining(*started).is_some());
+        }
+        let now = Instant::now();
+        let window = windows.entry(username.to_owned()).or_insert((0, now));
+        if Self::remaining(window.1).is_none() {
+            *window = (0, now);
+        }
+        window.0 += 1;
+        Ok(())
+    }
+
+    async fn reset(&self, username: &str) -> StoreResult<()> {
+        lock(&self.windows).remove(username);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(text: &str, client_id: Option<&str>) -> Draft {
+        Draft {
+            room: RoomId::general(),
+            user: "ana".into(),
+            text: text.into(),
+            client_id: client_id.map(Into::into),
+            ts: crate::domain::now_rfc3339(),
+        }
+    }
+
+    async fn log_with(n: u64) -> MemoryLog {
+        let log = MemoryLog {
+            hub: Arc::new(Hub::new()),
+            rooms: DashMap::new(),
+        };
+        for i in 1..=n {
+            log.append(draft(&format!("m{i}"), None)).await.unwrap();
+        }
+        log
+    }
+
+    fn ids(page: &HistoryPage) -> Vec<u64> {
+        page.frames.iter().map(|f| f.id).collect()
+    }
+
+    #[tokio::test]
+    async fn history_queries_follow_the_contract() {
+        let log = log_with(10).await;
+        let room = RoomId::general();
+        let page = log
+            .history(&room, HistoryQuery::Latest { limit: 3 })
+            .await
+            .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![8, 9, 10], true));
+        let page = log
+            .history(
+                &room,
+                HistoryQuery::Before {
+                    before: 4,
+                    limit: 5,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![1, 2, 3], false));
+        let page = log
+            .history(&room, HistoryQuery::After { after: 7, limit: 2 })
+            .await
+            .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![8, 9], true));
+        let page = log
+            .history(
+                &room,
+                HistoryQuery::Between {
+                    after: 2,
+                    before: 6,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![3, 4, 5], false));
+        let page = log
+            .history(
+                &room,
+                HistoryQuery::Between {
+                    after: 8,
+                    before: 3,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.frames.is_empty());
+        let page = log
+            .history(
+                &room,
+                HistoryQuery::After {
+                    after: 99,
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.frames.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repeated_client_id_returns_the_original_frame() {
+        let log = log_with(0).await;
+        let first = log.append(draft("hola", Some("c1"))).await.unwrap();
+        let again = log.append(draft("otro texto", Some("c1"))).await.unwrap();
+        assert!(!first.duplicate);
+        assert!(again.duplicate);
+        assert_eq!(again.frame.json, first.frame.json);
+        let page = log
+            .history(&RoomId::general(), HistoryQuery::Latest { limit: 50 })
+            .await
+            .unwrap();
+        assert_eq!(ids(&page), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_ids_expire_after_the_window() {
+        let log = log_with(0).await;
+        log.append(draft("hola", Some("c1"))).await.unwrap();
+        tokio::time::advance(IDEMPOTENCY_WINDOW + Duration::from_secs(1)).await;
+        let again = log.append(draft("hola", Some("c1"))).await.unwrap();
+        assert!(!again.duplicate);
+        assert_eq!(again.frame.id, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn login_limiter_blocks_after_five_failures_until_the_window_ends() {
+        let limiter = MemoryLoginLimiter::default();
+        for _ in 0..4 {
+            limiter.record_failure("ana").await.unwrap();
+        }
+        assert_eq!(limiter.blocked_for("ana").await.unwrap(), None);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        limiter.record_failure("ana").await.unwrap();
+        let wait = limiter.blocked_for("ana").await.unwrap().unwrap();
+        assert_eq!(wait.as_secs(), 40);
+        tokio::time::advance(Duration::from_secs(41)).await;
+        assert_eq!(limiter.blocked_for("ana").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn presence_counts_connections_per_user() {
+        let presence = MemoryPresence::default();
+        let room = RoomId::general();
+        let (tab1, tab2) = (ConnId::new_v4(), ConnId::new_v4());
+        assert!(presence.join(&room, "ana", tab1).await.unwrap());
+        assert!(!presence.join(&room, "ana", tab2).await.unwrap());
+        assert_eq!(presence.online(&room).await.unwrap(), vec!["ana"]);
+        assert!(!presence.leave(&room, "ana", tab1).await.unwrap());
+        assert!(presence.leave(&room, "ana", tab2).await.unwrap());
+        assert!(presence.online(&room).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,242 @@
+//! Storage and fan-out behind small traits, so the server runs on one machine with no services
+//! ([`memory`]) or on many nodes that share Redis ([`redis`]).
+//!
+//! Each trait is one job: users, rooms, the message log (which also fans messages out, so that
+//! storage order and delivery order are the same), presence, fan-out of other events, and the
+//! login limiter. [`Backends`] bundles one implementation of each, chosen at start-up.
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+
+use crate::domain::{Room, RoomId, UserRecord};
+
+/// Failures of a backend. Client mistakes are not here: they are caught before the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken; the text names which one, in Spanish.
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend did not answer (Redis down, for instance).
+    #[error("backend no disponible: {0}")]
+    Unavailable(String),
+    /// The backend answered something it should never store.
+    #[error("dato corrupto en el backend: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts. Usernames and e-mails (case-insensitive) are unique.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user; `Conflict` when the username or the e-mail is taken.
+    async fn create_user(&self, record: UserRecord) -> StoreResult<()>;
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+}
+
+/// Rooms and their members.
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    /// Stores a new room (its creator becomes a member); `Conflict` when the id exists.
+    async fn create_room(&self, room: Room) -> StoreResult<()>;
+    async fn room(&self, id: &RoomId) -> StoreResult<Option<Room>>;
+    /// Every room, ordered by id.
+    async fn rooms(&self) -> StoreResult<Vec<Room>>;
+    /// Adds a member; `true` when the user was not a member before.
+    async fn add_member(&self, room: &RoomId, username: &str) -> StoreResult<bool>;
+    async fn is_member(&self, room: &RoomId, username: &str) -> StoreResult<bool>;
+    async fn member_count(&self, room: &RoomId) -> StoreResult<u64>;
+}
+
+/// A message about to be stored: everything but its id.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub room: RoomId,
+    pub user: String,
+    pub text: String,
+    pub client_id: Option<String>,
+    pub ts: String,
+}
+
+/// A stored message as the exact JSON of its `message` frame, plus its id.
+///
+/// History is kept as frames so that history items are byte-for-byte the live frames and a
+/// broadcast is serialized only once.
+#[derive(Debug, Clone)]
+pub struct StoredFrame {
+    pub id: u64,
+    pub json: Utf8Bytes,
+}
+
+/// What `append` did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub frame: StoredFrame,
+    /// `true` when `client_id` repeated an earlier send: nothing new was stored or broadcast,
+    /// and `frame` is the original.
+    pub duplicate: bool,
+}
+
+/// Which slice of a room's history to read; see the contract's `GET /rooms/{id}/messages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest `limit` messages.
+    Latest { limit: usize },
+    /// The newest `limit` messages with id < `before`.
+    Before { before: u64, limit: usize },
+    /// The oldest `limit` messages with id > `after`.
+    After { after: u64, limit: usize },
+    /// The oldest `limit` messages with `after` < id < `before`.
+    Between {
+        after: u64,
+        before: u64,
+        limit: usize,
+    },
+}
+
+/// A page of history, ascending by id.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryPage {
+    pub frames: Vec<StoredFrame>,
+    /// More messages exist in the direction the query reads (older for `Latest`/`Before`,
+    /// newer for `After`/`Between`).
+    pub has_more: bool,
+}
+
+/// How long a `client_id` makes a send idempotent.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(600);
+
+/// The message log of every room. Appending also broadcasts, atomically with the storage,
+/// so every node delivers a room's messages in id order.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
+    /// Gives the draft the room's next id, stores it and broadcasts its frame to every node,
+    /// unless `(user, room, client_id)` was seen within [`IDEMPOTENCY_WINDOW`].
+    async fn append(&self, draft: Draft) -> StoreResult<Appended>;
+    async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage>;
+}
+
+/// Identifies one WebSocket connection across the cluster (a UUID).
+pub type ConnId = uuid::Uuid;
+
+/// Who is online in each room, counted per connection so that a user with two tabs goes
+/// offline only when the last one leaves.
+#[async_trait]
+pub trait Presence: Send + Sync {
+    /// Records the connection in the room; `true` when it is the user's first one there.
+    async fn join(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool>;
+    /// Forgets the connection; `true` when it was the user's last one in the room.
+    async fn leave(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool>;
+    /// Usernames online in the room, sorted.
+    async fn online(&self, room: &RoomId) -> StoreResult<Vec<String>>;
+}
+
+/// One event for the connections that joined a room, already serialized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomEvent {
+    pub room: RoomId,
+    /// The message id when the frame is a `message` (connections use it to skip what their
+    /// `joined` history already contained).
+    pub message_id: Option<u64>,
+    /// Connections of this user do not receive the event (the author of `typing`).
+    pub skip_user: Option<String>,
+    pub frame: Utf8Bytes,
+}
+
+/// Fan-out of the events that are not stored (presence, typing) to every node.
+#[async_trait]
+pub trait Fanout: Send + Sync {
+    async fn publish(&self, event: RoomEvent) -> StoreResult<()>;
+}
+
+/// Failed logins per username, in a one-minute window that starts at the first failure.
+#[async_trait]
+pub trait LoginLimiter: Send + Sync {
+    /// `Some(wait)` when the username has 5 or more failures in its current window.
+    async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>>;
+    async fn record_failure(&self, username: &str) -> StoreResult<()>;
+    async fn reset(&self, username: &str) -> StoreResult<()>;
+}
+
+/// Failures allowed per username and window before logins are refused.
+pub const LOGIN_MAX_FAILURES: u64 = 5;
+/// The login limiter's window.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// One implementation of every trait, shared by the whole server.
+#[derive(Clone)]
+pub struct Backends {
+    pub users: Arc<dyn UserStore>,
+    pub rooms: Arc<dyn RoomStore>,
+    pub messages: Arc<dyn MessageLog>,
+    pub presence: Arc<dyn Presence>,
+    pub fanout: Arc<dyn Fanout>,
+    pub login_limiter: Arc<dyn LoginLimiter>,
+    /// Answers `/ready`: `None` for the in-process backend, else a named check.
+    pub health: Option<Arc<dyn HealthCheck>>,
+}
+
+/// A dependency that `/ready` asks.
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// The name shown in `/ready`'s `checks` (`"redis"`).
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> StoreResult<()>;
+}
+
+/// Builds the frame of a stored message from its parts: `prefix + id + suffix`.
+///
+/// Both backends use it, the Redis one inside a Lua script where the id is assigned, so a
+/// `message` frame always has the same fields in the same order as [`crate::domain::ChatMessage`].
+pub fn message_frame_parts(draft: &Draft) -> (String, String) {
+    #[derive(serde::Serialize)]
+    struct Tail<'a> {
+        user: &'a str,
+        text: &'a str,
+        ts: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+    }
+    let room = serde_json::Value::String(draft.room.as_str().to_owned());
+    let prefix = format!(r#"{{"type":"message","room":{room},"id":"#);
+    let tail = Tail {
+        user: &draft.user,
+        text: &draft.text,
+        ts: &draft.ts,
+        client_id: draft.client_id.as_deref(),
+    };
+    // Serializing plain strings into a String cannot fail.
+    let tail = serde_json::to_string(&tail).unwrap_or_else(|_| "{}".into());
+    let suffix = format!(",{}", &tail[1..]);
+    (prefix, suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ChatMessage;
+
+    #[test]
+    fn frame_parts_build_the_same_json_as_the_message_type() {
+        let draft = Draft {
+            room: RoomId::general(),
+            user: "ana".into(),
+            text: "hola \"mundo\" ñ 🎉".into(),
+            client_id: Some("c1".into()),
+            ts: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let (prefix, suffix) = message_frame_parts(&draft);
+        let json = format!("{prefix}7{suffix}");
+        let parsed: ChatMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed.id, 7);
+        assert_eq!(parsed.text, draft.text);
+        assert_eq!(parsed.client_id.as_deref(), Some("c1"));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), json);
+    }
+}

@@ -1,0 +1,139 @@
+//! The local hub: which connections of this process joined which room.
+//!
+//! Every node has one. Backends hand it each room event once (already serialized, behind an
+//! `Arc`), and the hub offers it to the room's local connections with `try_send`: a full queue
+//! never makes the room wait; it cancels that connection's token, and the connection closes
+//! itself with 1013.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ConnId, RoomEvent};
+use crate::domain::RoomId;
+
+/// How one connection receives room events.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub user: Arc<str>,
+    pub queue: mpsc::Sender<Arc<RoomEvent>>,
+    /// Cancelled when the queue overflows.
+    pub overflow: CancellationToken,
+}
+
+/// Room id → the local connections that joined it.
+///
+/// A `DashMap` shards the rooms, so there is no global lock on the message path: delivering to
+/// one room only read-locks the shard that holds it, and nothing awaits while it is held.
+#[derive(Debug, Default)]
+pub struct Hub {
+    rooms: DashMap<RoomId, HashMap<ConnId, Subscriber>>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn subscribe(&self, room: &RoomId, conn: ConnId, subscriber: Subscriber) {
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(conn, subscriber);
+    }
+
+    pub fn unsubscribe(&self, room: &RoomId, conn: ConnId) {
+        self.rooms.remove_if_mut(room, |_, subscribers| {
+            subscribers.remove(&conn);
+            subscribers.is_empty()
+        });
+    }
+
+    /// Offers the event to every local subscriber of its room: one `Arc` clone each.
+    pub fn deliver(&self, event: RoomEvent) {
+        let Some(subscribers) = self.rooms.get(&event.room) else {
+            return;
+        };
+        let event = Arc::new(event);
+        for subscriber in subscribers.values() {
+            if event.skip_user.as_deref() == Some(&*subscriber.user) {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                subscriber.queue.try_send(event.clone())
+            {
+                subscriber.overflow.cancel();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(room: &str, skip: Option<&str>) -> RoomEvent {
+        RoomEvent {
+            room: RoomId::parse(room).unwrap(),
+            message_id: None,
+            skip_user: skip.map(Into::into),
+            frame: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn delivers_to_the_room_only_and_skips_the_named_user() {
+        let hub = Hub::new();
+        let (ana_tx, mut ana_rx) = mpsc::channel(4);
+        let (bea_tx, mut bea_rx) = mpsc::channel(4);
+        let room = RoomId::general();
+        for (user, queue) in [("ana", ana_tx), ("bea", bea_tx)] {
+            let subscriber = Subscriber {
+                user: user.into(),
+                queue,
+                overflow: CancellationToken::new(),
+            };
+            hub.subscribe(&room, ConnId::new_v4(), subscriber);
+        }
+        hub.deliver(event("general", Some("ana")));
+        hub.deliver(event("otra", None));
+        assert!(ana_rx.try_recv().is_err());
+        assert_eq!(bea_rx.try_recv().unwrap().room, room);
+        assert!(bea_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_cancels_the_subscriber_instead_of_waiting() {
+        let hub = Hub::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let overflow = CancellationToken::new();
+        let subscriber = Subscriber {
+            user: "ana".into(),
+            queue: tx,
+            overflow: overflow.clone(),
+        };
+        hub.subscribe(&RoomId::general(), ConnId::new_v4(), subscriber);
+        hub.deliver(event("general", None));
+        assert!(!overflow.is_cancelled());
+        hub.deliver(event("general", None));
+        assert!(overflow.is_cancelled());
+    }
+
+    #[test]
+    fn unsubscribing_the_last_connection_forgets_the_room() {
+        let hub = Hub::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let conn = ConnId::new_v4();
+        let subscriber = Subscriber {
+            user: "ana".into(),
+            queue: tx,
+            overflow: CancellationToken::new(),
+        };
+        hub.subscribe(&RoomId::general(), conn, subscriber);
+        hub.unsubscribe(&RoomId::general(), conn);
+        assert!(hub.rooms.is_empty());
+    }
+}
