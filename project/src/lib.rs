@@ -1,5 +1,20 @@
-//! `chat`: the real-time chat server of week 10.
+//! `chat`: the real-time chat server of week 10, the course's final project.
+//!
+//! - [`app`] assembles everything and serves it ([`app::App::serve`]).
+//! - [`auth`], [`rooms`] and [`ws`] are the three faces of the contract
+//!   (`../shared/spec/chat-protocol.md`): accounts, REST rooms, and the WebSocket protocol.
+//! - [`backend`] hides where data lives: in this process, or in Redis for several nodes.
 
+pub mod app;
+pub mod auth;
 pub mod backend;
+pub mod config;
 pub mod domain;
+pub mod error;
+pub mod rooms;
+pub mod telemetry;
+pub mod web;
 pub mod ws;
+
+pub use app::{App, AppState};
+pub use config::Config;

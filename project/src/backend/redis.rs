@@ -1,1 +1,190 @@
-//! The Redis backend (being written).
+//! The Redis backend: every node of a cluster keeps its state in one Redis, so that several
+//! nodes behind a load balancer act as one server.
+//!
+//! One file per job, like the traits: `store` (users and rooms), `log` (history and the broadcast
+//! of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
+//! local hub) and `limiter` (failed logins). Every step that must not be
+//! interleaved with another node's is one Lua script (the `*.lua` files beside this one): Redis
+//! runs a script from start to end without running anything else in between.
+//!
+//! # Key layout
+//! Every key and channel starts with a prefix (`chat` by default), so that several apps (or
+//! tests) can share one Redis. `{room}` and `{user}` never contain `:`, so keys cannot collide.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{p}:user:{username}` | string | the user's [`UserRecord`](crate::domain::UserRecord) as JSON |
+//! | `{p}:email:{lowercased e-mail}` | string | the username that owns the address |
+//! | `{p}:rooms` | hash | room id → the [`Room`](crate::domain::Room) as JSON |
+//! | `{p}:members:{room}` | set | usernames |
+//! | `{p}:seq:{room}` | string | the room's last message id |
+//! | `{p}:history:{room}` | sorted set | message frames scored by id |
+//! | `{p}:cid:{room}:{user}:{client_id}` | string | the id a `client_id` got (expires after 600 s) |
+//! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
+//! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
+//! | `{p}:login:{username}` | string | failed logins in the current window (expires with it) |
+//! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
+
+mod fanout;
+mod limiter;
+mod log;
+mod presence;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{HealthCheck, StoreError, StoreResult};
+use crate::ws::hub::Hub;
+
+/// How long one command may wait for Redis before it fails as `Unavailable`. The library's
+/// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connects to Redis and builds every backend on it. `prefix` namespaces every key and channel
+/// (default "chat"; tests use a unique one per app so that apps can share a server, and two nodes
+/// of one cluster use the same one). Background tasks (the pub/sub listener, the presence
+/// heartbeat) are spawned on `tasks` and stop when `shutdown` is cancelled.
+///
+/// Returns only once the listener is subscribed, so an event published right after start-up
+/// reaches this node's hub.
+pub async fn backends(
+    url: &str,
+    prefix: &str,
+    hub: Arc<Hub>,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<super::Backends, StoreError> {
+    let client = redis::Client::open(url).map_err(store_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+    // The manager reconnects by itself: a command fails while Redis is away, the next ones work.
+    let conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(store_error)?;
+    let keys = Keys::new(prefix);
+
+    let listener = fanout::Listener::subscribe(client, keys.events(), hub).await?;
+    tasks.spawn(listener.run(shutdown.clone()));
+    let presence = Arc::new(presence::RedisPresence::new(conn.clone(), keys.clone()));
+    tasks.spawn(presence.clone().heartbeat(shutdown));
+
+    Ok(super::Backends {
+        users: Arc::new(store::RedisUsers::new(conn.clone(), keys.clone())),
+        rooms: Arc::new(store::RedisRooms::new(conn.clone(), keys.clone())),
+        messages: Arc::new(log::RedisLog::new(conn.clone(), keys.clone())),
+        presence,
+        fanout: Arc::new(fanout::RedisFanout::new(conn.clone(), keys.clone())),
+        login_limiter: Arc::new(limiter::RedisLoginLimiter::new(conn.clone(), keys)),
+        health: Some(Arc::new(RedisHealth { conn })),
+    })
+}
+
+/// Builds every key name in one place, so the layout above is easy to check and to change.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: Arc<str>,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    fn user(&self, username: &str) -> String {
+        format!("{}:user:{username}", self.prefix)
+    }
+
+    /// `email_key` is already lowercased ([`crate::domain::Email::key`]).
+    fn email(&self, email_key: &str) -> String {
+        format!("{}:email:{email_key}", self.prefix)
+    }
+
+    fn rooms(&self) -> String {
+        format!("{}:rooms", self.prefix)
+    }
+
+    fn members(&self, room: &str) -> String {
+        format!("{}:members:{room}", self.prefix)
+    }
+
+    fn seq(&self, room: &str) -> String {
+        format!("{}:seq:{room}", self.prefix)
+    }
+
+    fn history(&self, room: &str) -> String {
+        format!("{}:history:{room}", self.prefix)
+    }
+
+    fn client_id(&self, room: &str, user: &str, client_id: &str) -> String {
+        format!("{}:cid:{room}:{user}:{client_id}", self.prefix)
+    }
+
+    fn online(&self, room: &str) -> String {
+        format!("{}:online:{room}", self.prefix)
+    }
+
+    fn conns(&self, room: &str, user: &str) -> String {
+        format!("{}:conns:{room}:{user}", self.prefix)
+    }
+
+    fn login(&self, username: &str) -> String {
+        format!("{}:login:{username}", self.prefix)
+    }
+
+    fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+}
+
+/// Maps a Redis failure to the backend's error: a reply of the wrong shape means that Redis holds
+/// something we never write (corrupt data); anything else (refused, timed out, dropped) means
+/// that Redis is unavailable right now.
+fn store_error(err: RedisError) -> StoreError {
+    match err.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Corrupt(err.to_string()),
+        _ => StoreError::Unavailable(err.to_string()),
+    }
+}
+
+/// Parses JSON read from Redis; bad JSON is corrupt data, never a panic.
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|err| StoreError::Corrupt(format!("{what}: {err}")))
+}
+
+/// Serializes a record before storing it. Our records are plain structs, so this cannot fail in
+/// practice; if it ever did, the record is what is wrong, hence `Corrupt`.
+fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|err| StoreError::Corrupt(err.to_string()))
+}
+
+/// `/ready` asks Redis for a `PING`.
+struct RedisHealth {
+    conn: ConnectionManager,
+}
+
+#[async_trait]
+impl HealthCheck for RedisHealth {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn check(&self) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+}

@@ -1,6 +1,6 @@
 /*
  * Cliente web del chat empresarial (Semana 10): HTML + CSS + JavaScript sin frameworks.
- * Contrato del servidor: docs/chat-protocol.md (REST /auth, /rooms y WebSocket /ws).
+ * Habla el contrato chat-protocol.md: REST (/auth, /rooms) y un WebSocket (/ws).
  *
  * Idea central: UNA conexión WebSocket transporta varias salas. Por eso guardamos estado
  * por sala (mensajes, usuarios en línea, quién escribe, último id visto, no leídos) y cada
@@ -51,10 +51,8 @@ const state = {
   current: null,         // id de la sala visible
   ws: null,              // el WebSocket actual (null si no hay)
   attempt: 0,            // intentos de reconexión seguidos (para el backoff)
-  reconnectTimer: null,
   lastClose: '',         // "código 1013: cola llena", para el aviso de reconexión
-  pingTimer: null,
-  roomsTimer: null,
+  reconnectTimer: null, pingTimer: null, roomsTimer: null,
 };
 
 // Estado de una sala. Vive mientras dura la sesión, aunque el socket se reconecte.
@@ -62,20 +60,19 @@ function newRoomState(id) {
   return {
     id,
     wanted: false,       // el usuario la abrió: hay que (re)unirse al reconectar
-    joined: false,       // el servidor confirmó "joined" en ESTA conexión
-    joining: false,      // enviamos "join" y esperamos respuesta
+    joined: false,       // el servidor confirmó "joined" en ESTA conexión…
+    joining: false,      // …o enviamos "join" y esperamos respuesta
     sinceSent: null,     // el "since" del último join (null = primer join)
     messages: [],        // confirmados, ordenados por id
     ids: new Set(),      // para no mostrar nunca un id dos veces
     lastSeenId: null,    // último id visto SIN huecos: es el "since" al reconectar
     catchingUp: false,   // recuperando por REST lo que no cupo en "joined"
-    hasOlder: false,     // ¿mostrar "Cargar anteriores"?
-    loadingOlder: false,
+    hasOlder: false, loadingOlder: false, // botón "Cargar anteriores"
     pending: new Map(),  // client_id → mensaje enviado aún sin confirmar
     online: new Set(),
     typing: new Map(),   // usuario → temporizador que lo borra a los 3 s
-    lastTypingSent: 0,
-    unread: 0,
+    lastTypingSent: 0,   // para no mandar "typing" más de una vez cada 2 s
+    unread: 0,           // insignia de no leídos
   };
 }
 
@@ -96,6 +93,14 @@ function el(tag, className, text) {
   return node;
 }
 
+// Botón con texto visible (type="button" para que no envíe el formulario en el que esté).
+function button(label, className, onClick) {
+  const node = el('button', className, label);
+  node.type = 'button';
+  if (onClick) node.addEventListener('click', onClick);
+  return node;
+}
+
 // crypto.randomUUID solo existe en contextos seguros (https o localhost): damos una alternativa.
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -104,12 +109,8 @@ function newClientId() {
 }
 
 // ---------- REST: api() ----------
-class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
-    super(message);
-    Object.assign(this, { status, code, retryAfter });
-  }
-}
+// Un Error con los datos útiles de la respuesta: status, code (del contrato) y Retry-After.
+const apiError = (status, code, message, retryAfter = 0) => Object.assign(new Error(message), { status, code, retryAfter });
 
 // fetch + JSON + errores del contrato {"error":{"code","message"}}. Un 401 con token = sesión caducada.
 async function api(path, { method = 'GET', body, auth = true } = {}) {
@@ -120,42 +121,35 @@ async function api(path, { method = 'GET', body, auth = true } = {}) {
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch {
-    throw new ApiError(0, 'network', 'No se pudo contactar con el servidor.');
+    throw apiError(0, 'network', 'No se pudo contactar con el servidor.');
   }
   const data = await res.json().catch(() => null);
   if (res.ok) return data;
   const err = (data && data.error) || {};
-  const retryAfter = Number(res.headers.get('Retry-After')) || 0;
   if (res.status === 401 && auth) expireSession();
-  throw new ApiError(res.status, err.code || `http_${res.status}`, err.message || `Error HTTP ${res.status}`, retryAfter);
+  throw apiError(res.status, err.code || `http_${res.status}`, err.message || `Error HTTP ${res.status}`,
+    Number(res.headers.get('Retry-After')) || 0);
 }
 
 const roomPath = (id) => `/rooms/${encodeURIComponent(id)}`;
 
 // ---------- Acceso: login, registro, logout ----------
-async function onLoginSubmit(event) {
-  event.preventDefault();
-  showAuthError('');
-  const form = event.currentTarget; // tras un await, event.currentTarget ya es null
-  try {
-    await login($('#username').value.trim(), $('#password').value);
-  } catch (e) {
-    showAuthError(e, form);
-  }
+// Envoltorio de los dos formularios de acceso: limpia el error, ejecuta y muestra el fallo.
+function authSubmit(action) {
+  return async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget; // tras un await, event.currentTarget ya es null
+    showAuthError('');
+    try { await action(); } catch (e) { showAuthError(e, form); }
+  };
 }
 
-async function onRegisterSubmit(event) {
-  event.preventDefault();
-  showAuthError('');
-  const form = event.currentTarget;
+// POST /auth/register y, si va bien, entramos directamente con esas credenciales.
+async function register() {
   const username = $('#reg-username').value.trim();
   const password = $('#reg-password').value;
-  try {
-    await api('/auth/register', { method: 'POST', auth: false, body: { username, password, email: $('#reg-email').value.trim() } });
-    await login(username, password); // cuenta creada: entramos directamente
-  } catch (e) {
-    showAuthError(e, form);
-  }
+  await api('/auth/register', { method: 'POST', auth: false, body: { username, password, email: $('#reg-email').value.trim() } });
+  await login(username, password);
 }
 
 // POST /auth/login → guardamos el token y arrancamos la sesión.
@@ -178,29 +172,21 @@ function showAuthError(error, form) {
   box.textContent = text;
 }
 
+// Desactiva el botón de envío del formulario durante `seconds` segundos.
 function lockForm(form, seconds) {
-  const button = form.querySelector('button[type="submit"]');
-  const label = button.dataset.label || (button.dataset.label = button.textContent);
-  const end = Date.now() + seconds * 1000;
-  button.disabled = true;
-  const tick = () => {
-    const left = Math.ceil((end - Date.now()) / 1000);
-    if (left <= 0) { button.disabled = false; button.textContent = label; return; }
-    button.textContent = `Espera ${left} s`;
-    setTimeout(tick, 250);
-  };
-  tick();
+  const submit = form.querySelector('button[type="submit"]');
+  submit.disabled = true;
+  setTimeout(() => { submit.disabled = false; }, seconds * 1000);
 }
 
 // Tras el login: quién soy, qué salas hay, abrir el WebSocket y entrar en #general.
 async function startSession() {
   state.me = await api('/auth/me');
-  $('#current-user').textContent = state.me.username;
+  Object.assign($('#current-user'), { textContent: state.me.username, title: state.me.email || '' });
   $('#current-user').dataset.role = state.me.role || 'member';
   $('#current-avatar').textContent = state.me.username.slice(0, 1).toUpperCase();
   $('#auth-view').hidden = true;
   $('#chat-view').hidden = false;
-  showAuthError('');
   await loadRooms();
   connect();
   selectRoom(state.current || 'general');
@@ -212,9 +198,7 @@ function logout(message = '') {
   const ws = state.ws;
   state.ws = null;              // el onclose de ese socket verá que ya no es el actual → no reconecta
   if (ws) ws.close(1000, 'logout');
-  clearTimeout(state.reconnectTimer);
-  clearInterval(state.pingTimer);
-  clearInterval(state.roomsTimer);
+  [state.reconnectTimer, state.pingTimer, state.roomsTimer].forEach((timer) => clearTimeout(timer));
   for (const room of state.rooms.values()) {
     room.typing.forEach((timer) => clearTimeout(timer));
     room.pending.forEach((p) => clearTimeout(p.timer));
@@ -262,11 +246,7 @@ function connect() {
     if (state.ws !== ws) return; // socket antiguo o logout: no hacemos nada
     state.ws = null;
     clearInterval(state.pingTimer);
-    for (const room of state.rooms.values()) {
-      room.joined = false;
-      room.joining = false;
-      room.online.clear();
-    }
+    for (const room of state.rooms.values()) Object.assign(room, { joined: false, joining: false, online: new Set() });
     renderRooms();
     renderRoomPanel();
     scheduleReconnect(event, opened);
@@ -293,7 +273,8 @@ function scheduleReconnect(event, opened) {
 
 function describeClose(event) {
   const why = CLOSE_REASONS[event.code];
-  return `código ${event.code}${why ? `: ${why}` : ''}${event.reason ? ` — ${event.reason}` : ''}`;
+  const reason = event.reason && event.reason !== why ? ` — ${event.reason}` : '';
+  return `código ${event.code}${why ? `: ${why}` : ''}${reason}`;
 }
 
 // Envía un frame JSON si el socket está abierto. Devuelve si se pudo enviar.
@@ -317,22 +298,15 @@ function joinRoom(room) {
 
 // ---------- Frames del servidor: un manejador por "type" ----------
 const handlers = {
-  joined: onJoined,
-  message: onMessage,
-  presence: onPresence,
-  typing: onTyping,
-  notification: onNotification,
-  error: onErrorFrame,
-  left: onLeft,
-  pong: () => {},
+  joined: onJoined, message: onMessage, presence: onPresence, typing: onTyping,
+  notification: onNotification, error: onErrorFrame, left: onLeft, pong: () => {},
 };
 
 function handleFrame(raw) {
   let frame;
   try { frame = JSON.parse(raw); } catch { console.warn('Frame no JSON', raw); return; }
   const handler = handlers[frame.type];
-  if (handler) handler(frame);
-  else console.warn('Frame desconocido', frame);
+  if (handler) handler(frame); else console.warn('Frame desconocido', frame); // tolerante a tipos nuevos
 }
 
 // "joined": lista de conectados + historial (los últimos 50, o lo posterior a since).
@@ -345,7 +319,7 @@ function onJoined(frame) {
   if (!resumed) room.hasOlder = history.length >= 50;
   addMessages(room, history, { countUnread: resumed });
   if (frame.truncated) catchUp(room); // más de 1000 perdidos: el resto por REST
-  resendPending(room);
+  for (const pending of room.pending.values()) sendPending(room, pending); // lo que quedó sin confirmar
   if (room.id === state.current) renderMessages({ scroll: resumed ? 'auto' : 'bottom' });
   renderRooms();
   renderRoomPanel();
@@ -375,8 +349,7 @@ function onMessage(msg) {
 function onPresence(frame) {
   const room = state.rooms.get(frame.room);
   if (!room) return;
-  if (frame.status === 'online') room.online.add(frame.user);
-  else room.online.delete(frame.user);
+  if (frame.status === 'online') room.online.add(frame.user); else room.online.delete(frame.user);
   renderRooms();
   if (room.id === state.current) renderRoomPanel();
 }
@@ -460,7 +433,7 @@ async function catchUp(room) {
       renderRooms();
       if (!page.has_more || !page.messages.length) break;
     } catch (e) {
-      if (e.status === 401) return;
+      if (e.status >= 400 && e.status < 500 && e.status !== 429) break; // 401, 403…: no tiene arreglo
       toast(`No se pudo recuperar el historial de #${room.id}; reintentando…`, { kind: 'error' });
       await new Promise((resolve) => setTimeout(resolve, 3000));
     }
@@ -515,15 +488,8 @@ function sendPending(room, pending) {
   pending.failed = false;
   clearTimeout(pending.timer);
   if (room.joined) sendFrame({ type: 'send', room: room.id, text: pending.text, client_id: pending.client_id });
-  // Si no estamos conectados, se reenviará solo al volver a unirnos (resendPending).
-  pending.timer = setTimeout(() => {
-    pending.failed = true;
-    if (room.id === state.current) renderMessages();
-  }, PENDING_TIMEOUT);
-}
-
-function resendPending(room) {
-  for (const pending of room.pending.values()) sendPending(room, pending);
+  // Si no estamos conectados, se reenviará solo al volver a unirnos (ver onJoined).
+  pending.timer = setTimeout(() => { pending.failed = true; if (room.id === state.current) renderMessages(); }, PENDING_TIMEOUT);
 }
 
 // Llega un mensaje con un client_id nuestro → deja de estar pendiente.
@@ -531,8 +497,7 @@ function resolvePending(room, msg) {
   if (!msg.client_id || !isMe(msg.user) || !room.pending.has(msg.client_id)) return;
   clearTimeout(room.pending.get(msg.client_id).timer);
   room.pending.delete(msg.client_id);
-  const node = document.querySelector(`#message-list [data-client-id="${CSS.escape(msg.client_id)}"]`);
-  if (node) node.remove();
+  document.querySelector(`#message-list [data-client-id="${CSS.escape(msg.client_id)}"]`)?.remove();
 }
 
 // Enter envía; Shift+Enter hace salto de línea (isComposing: no cortar teclados IME).
@@ -567,11 +532,11 @@ function selectRoom(id) {
 async function loadRooms() {
   try {
     state.roomInfo = await api('/rooms');
-    renderRooms();
-    renderRoomPanel();
   } catch (e) {
-    if (e.status !== 401) console.warn('GET /rooms falló', e);
+    return console.warn('GET /rooms falló', e);
   }
+  renderRooms();
+  renderRoomPanel();
 }
 
 // Nombre "Equipo Backend" → id sugerido "equipo-backend" (mientras no lo edites a mano).
@@ -625,27 +590,26 @@ function renderAll() {
 // Lista de salas: nombre, 🔒 si es privada, usuarios en línea y no leídos.
 function renderRooms() {
   const list = $('#room-list');
-  const focused = document.activeElement && document.activeElement.dataset.room;
+  const focused = document.activeElement?.dataset?.room; // conservar el foco de teclado
   const infos = [...state.roomInfo];
   for (const room of state.rooms.values()) {
     if (room.wanted && !infos.some((r) => r.id === room.id)) infos.push({ id: room.id, name: room.id, online: 0 });
   }
   list.replaceChildren(...infos.map((info) => {
     const room = state.rooms.get(info.id);
-    const button = el('button', 'room-button');
-    button.type = 'button';
-    button.dataset.room = info.id;
-    if (info.id === state.current) button.setAttribute('aria-current', 'true');
+    const item = button('', 'room-button');
+    item.dataset.room = info.id;
+    if (info.id === state.current) item.setAttribute('aria-current', 'true');
     const name = el('span', 'room-name', `${info.private ? '🔒' : '#'} ${info.name}`);
     if (info.private) name.append(el('span', 'sr-only', ' (privada)'));
     const online = room && room.joined ? room.online.size : info.online || 0;
-    button.append(name, el('span', 'room-online', `${online} en línea`));
-    if (room && room.unread) button.append(el('span', 'badge', `${room.unread}`), el('span', 'sr-only', ' sin leer'));
+    item.append(name, el('span', 'room-online', `${online} en línea`));
+    if (room && room.unread) item.append(el('span', 'badge', `${room.unread}`), el('span', 'sr-only', ' sin leer'));
     const li = el('li');
-    li.append(button);
+    li.append(item);
     return li;
   }));
-  if (focused) { const again = list.querySelector(`[data-room="${CSS.escape(focused)}"]`); if (again) again.focus(); }
+  if (focused) list.querySelector(`[data-room="${CSS.escape(focused)}"]`)?.focus();
   updateTitle();
 }
 
@@ -654,8 +618,7 @@ function renderRoomPanel() {
   const room = currentRoom();
   const info = state.roomInfo.find((r) => r.id === state.current);
   $('#room-title').textContent = room ? `${info && info.private ? '🔒' : '#'} ${info ? info.name : room.id}` : 'Elige una sala';
-  let meta = '';
-  if (room) meta = room.joined ? `${room.online.size} en línea` : (room.joining ? 'Uniéndose…' : 'Sin conexión a la sala');
+  const meta = !room ? '' : room.joined ? `${room.online.size} en línea` : room.joining ? 'Uniéndose…' : 'Sin conexión a la sala';
   $('#room-meta').textContent = meta;
   $('#invite-form').hidden = !(info && info.private);
   const users = room ? [...room.online].sort() : [];
@@ -665,9 +628,7 @@ function renderRoomPanel() {
     li.dataset.user = user;
     return li;
   }));
-  $('#message-input').placeholder = room
-    ? `Mensaje para ${info ? info.name : room.id}… (Enter envía, Shift+Enter salto de línea)`
-    : 'Elige una sala';
+  $('#message-input').placeholder = room ? `Mensaje para ${info ? info.name : room.id}… (Enter envía, Shift+Enter: nueva línea)` : 'Elige una sala';
 }
 
 // Redibuja toda la lista. scroll: 'bottom' (al final), 'keep' (tras cargar anteriores), 'auto'.
@@ -696,8 +657,7 @@ function renderMessages({ scroll = 'auto' } = {}) {
 // Añade un mensaje confirmado al final, antes de los pendientes (que siempre van abajo).
 function appendMessageEl(msg) {
   const list = $('#message-list');
-  const empty = list.querySelector('.empty');
-  if (empty) empty.remove();
+  list.querySelector('.empty')?.remove();
   list.insertBefore(messageEl(msg), list.querySelector('.message.pending'));
 }
 
@@ -705,12 +665,9 @@ function appendMessageEl(msg) {
 function messageEl(msg, pending = false) {
   const li = el('li', 'message');
   if (isMe(msg.user)) li.classList.add('own');
-  if (pending) {
-    li.classList.add('pending');
-    li.dataset.clientId = msg.client_id;
-  } else {
-    li.dataset.id = msg.id;
-  }
+  if (pending) li.classList.add('pending');
+  if (pending) li.dataset.clientId = msg.client_id;
+  else li.dataset.id = msg.id;
   const meta = el('div', 'meta');
   const time = el('time', null, formatTime(msg.ts));
   time.dateTime = msg.ts;
@@ -719,10 +676,9 @@ function messageEl(msg, pending = false) {
   if (pending) {
     meta.append(el('span', 'state', msg.failed ? 'no enviado' : 'pendiente…'));
     if (msg.failed) {
-      const retry = el('button', 'link', 'Reintentar');
-      retry.type = 'button';
-      retry.dataset.retry = msg.client_id;
-      meta.append(retry);
+      const room = currentRoom();
+      meta.append(button('Reintentar', 'link', () => { sendPending(room, msg); renderMessages(); }),
+        button('Descartar', 'link', () => { resolvePending(room, msg); renderMessages(); }));
     }
   }
   const body = el('div', 'text');
@@ -760,10 +716,10 @@ function formatTime(ts) {
 
 function renderLoadOlder() {
   const room = currentRoom();
-  const button = $('#load-older');
-  button.hidden = !(room && room.hasOlder && room.messages.length);
-  button.disabled = !!(room && room.loadingOlder);
-  button.textContent = room && room.loadingOlder ? 'Cargando…' : 'Cargar anteriores';
+  const older = $('#load-older');
+  older.hidden = !(room && room.hasOlder && room.messages.length);
+  older.disabled = !!(room && room.loadingOlder);
+  older.textContent = room && room.loadingOlder ? 'Cargando…' : 'Cargar anteriores';
 }
 
 // "ana está escribiendo…" / "ana y luis están escribiendo…" / "Varias personas…".
@@ -788,28 +744,23 @@ function updateComposer() {
   $('#send-button').disabled = !currentRoom() || validateText(text) !== '';
 }
 
+// Banner de conexión: data-state para el CSS (y los tests), texto para las personas.
 function setStatus(name, text) {
-  const status = $('#connection-status');
-  status.dataset.state = name;
-  status.textContent = text;
+  Object.assign($('#connection-status'), { textContent: text }).dataset.state = name;
 }
 
 // Total de no leídos en el título de la pestaña: "(3) Chat empresarial".
 function updateTitle() {
-  let unread = 0;
-  for (const room of state.rooms.values()) unread += room.unread;
+  const unread = [...state.rooms.values()].reduce((sum, room) => sum + room.unread, 0);
   document.title = unread ? `(${unread}) Chat empresarial` : 'Chat empresarial';
 }
 
+// "Al final" con 40 px de margen: si el usuario está leyendo arriba, no le movemos la lista.
 function isAtBottom() {
   const s = $('#message-scroll');
   return s.scrollHeight - s.scrollTop - s.clientHeight < 40;
 }
-
-function scrollToBottom() {
-  const s = $('#message-scroll');
-  s.scrollTop = s.scrollHeight;
-}
+const scrollToBottom = () => { $('#message-scroll').scrollTop = $('#message-scroll').scrollHeight; };
 
 // Aviso no bloqueante. Como mucho 4 a la vez (rate_limited puede enviar muchos errores seguidos).
 function toast(text, { kind = 'info', detail = '', action = null } = {}) {
@@ -817,16 +768,8 @@ function toast(text, { kind = 'info', detail = '', action = null } = {}) {
   const item = el('div', `toast toast-${kind}`);
   item.append(el('span', 'toast-text', text));
   if (detail) item.append(el('code', 'toast-detail', detail));
-  if (action) {
-    const go = el('button', 'link', action.label);
-    go.type = 'button';
-    go.addEventListener('click', () => { action.run(); item.remove(); });
-    item.append(go);
-  }
-  const close = el('button', 'link', 'Cerrar');
-  close.type = 'button';
-  close.addEventListener('click', () => item.remove());
-  item.append(close);
+  if (action) item.append(button(action.label, 'link', () => { action.run(); item.remove(); }));
+  item.append(button('Cerrar', 'link', () => item.remove()));
   box.append(item);
   while (box.children.length > 4) box.firstElementChild.remove();
   setTimeout(() => item.remove(), kind === 'error' ? 8000 : 6000);
@@ -834,36 +777,26 @@ function toast(text, { kind = 'info', detail = '', action = null } = {}) {
 
 // ---------- Arranque: conectar eventos del DOM ----------
 function init() {
-  $('#login-form').addEventListener('submit', onLoginSubmit);
-  $('#register-form').addEventListener('submit', onRegisterSubmit);
+  $('#login-form').addEventListener('submit', authSubmit(() => login($('#username').value.trim(), $('#password').value)));
+  $('#register-form').addEventListener('submit', authSubmit(register));
   $('#logout').addEventListener('click', () => logout());
   $('#room-list').addEventListener('click', (event) => {
-    const button = event.target.closest('[data-room]');
-    if (button) selectRoom(button.dataset.room);
+    const item = event.target.closest('[data-room]');
+    if (item) selectRoom(item.dataset.room);
   });
   $('#new-room-form').addEventListener('submit', onCreateRoom);
-  $('#new-room-name').addEventListener('input', (event) => {
-    if (!$('#new-room-id').dataset.edited) $('#new-room-id').value = slugify(event.target.value);
-  });
-  $('#new-room-id').addEventListener('input', (event) => { event.target.dataset.edited = '1'; });
+  $('#new-room-name').addEventListener('input', (e) => { if (!$('#new-room-id').dataset.edited) $('#new-room-id').value = slugify(e.target.value); });
+  $('#new-room-id').addEventListener('input', (e) => { e.target.dataset.edited = '1'; });
   $('#invite-form').addEventListener('submit', onInvite);
   $('#message-form').addEventListener('submit', onMessageSubmit);
   $('#message-input').addEventListener('keydown', onInputKeydown);
   $('#message-input').addEventListener('input', onInputChange);
   $('#load-older').addEventListener('click', loadOlder);
-  $('#message-list').addEventListener('click', (event) => {
-    const button = event.target.closest('[data-retry]');
-    const room = currentRoom();
-    const pending = button && room && room.pending.get(button.dataset.retry);
-    if (pending) { sendPending(room, pending); renderMessages(); }
-  });
   // Si vuelve la red, no esperamos al siguiente intento del backoff.
   window.addEventListener('online', () => { if (state.token && !state.ws) connect(); });
 
-  // ¿Ya había sesión en esta pestaña? Entramos directamente.
-  if (state.token) {
-    startSession().catch((e) => { if (e.status !== 401) logout(e.message); });
-  }
+  // ¿Ya había sesión en esta pestaña (recarga)? Entramos directamente.
+  if (state.token) startSession().catch((e) => { if (e.status !== 401) logout(e.message); });
 }
 
 init();

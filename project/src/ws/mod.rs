@@ -1,3 +1,90 @@
-//! The WebSocket endpoint `/ws`: protocol frames, the per-connection loop and the local hub.
+//! The WebSocket endpoint `/ws`: the upgrade (Origin check, then authentication), the protocol
+//! frames, the per-connection loop and the local hub.
 
+pub mod connection;
 pub mod hub;
+pub mod origin;
+pub mod protocol;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::{HOST, ORIGIN};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+
+/// Largest message (after reassembling fragments) and frame a client may send: 64 KiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Bytes of unsent data a connection may buffer before writes fail (tungstenite's default is
+/// unbounded). Each write is flushed at once, so this is only reached by a single huge frame.
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+/// Checks the Origin (403), then the token (401), and only then upgrades.
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Some(origin) = headers.get(ORIGIN) {
+        let host = headers.get(HOST).and_then(|host| host.to_str().ok());
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|origin| state.origins.allows(origin, host));
+        if !allowed {
+            return ApiError::Forbidden("origen no permitido".into()).into_response();
+        }
+    }
+    let header_token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let token = header_token.or_else(|| query.ok().and_then(|Query(query)| query.token));
+    let Some(user) = token
+        .as_deref()
+        .and_then(|token| state.tokens.verify(token))
+    else {
+        return ApiError::bad_token().into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::InvalidInput(format!(
+                "se esperaba un upgrade a WebSocket: {rejection}"
+            ))
+            .into_response();
+        }
+    };
+    accept(upgrade, state, user)
+}
+
+/// Replaces tungstenite's generous defaults (64 MiB messages, 16 MiB frames, unbounded write
+/// buffer) with the contract's limits, and runs the connection as a task the server tracks.
+fn accept(upgrade: WebSocketUpgrade, state: AppState, user: AuthUser) -> Response {
+    let tasks = state.tasks.clone();
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| tasks.track_future(connection::run(socket, state, user)))
+}

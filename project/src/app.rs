@@ -1,0 +1,234 @@
+//! Assembly: the shared state, the router, and `serve`, which runs until a shutdown future
+//! resolves (the binary passes Ctrl-C/SIGTERM; tests pass whatever they like).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::tokens::Tokens;
+use crate::backend::{self, Backends};
+use crate::config::Config;
+use crate::domain::{Email, Password, Role, Room, Username};
+use crate::error::ApiError;
+use crate::ws::hub::Hub;
+use crate::ws::origin::OriginPolicy;
+use crate::{auth, rooms, web, ws};
+
+/// Largest request body accepted: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a handler may need. Cheap to clone: each field is an `Arc` or a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub backends: Backends,
+    pub hub: Arc<Hub>,
+    pub tokens: Arc<Tokens>,
+    pub origins: Arc<OriginPolicy>,
+    /// Cancelled when the server starts shutting down; every long-lived task watches it.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket connection and background task, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// A server ready to serve: backends connected, admin and `general` in place.
+pub struct App {
+    state: AppState,
+    admin_password: Option<String>,
+}
+
+impl App {
+    /// Connects the backends chosen by `config` and bootstraps the admin account and `general`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let hub = Arc::new(Hub::new());
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let backends = match &config.redis_url {
+            None => backend::memory::backends(hub.clone()),
+            Some(url) => {
+                backend::redis::backends(
+                    url,
+                    &config.redis_prefix,
+                    hub.clone(),
+                    &tasks,
+                    shutdown.clone(),
+                )
+                .await?
+            }
+        };
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => {
+                tracing::warn!(
+                    "JWT_SECRET no está definido: se genera uno aleatorio (los tokens caducan al reiniciar)"
+                );
+                rand::random::<[u8; 32]>().to_vec()
+            }
+        };
+        let state = AppState {
+            tokens: Arc::new(Tokens::new(&secret, config.token_ttl())),
+            origins: Arc::new(OriginPolicy::from_config(config.allowed_origins.as_deref())),
+            config: Arc::new(config),
+            backends,
+            hub,
+            shutdown,
+            tasks,
+        };
+        let admin_password = bootstrap(&state).await?;
+        Ok(Self {
+            state,
+            admin_password,
+        })
+    }
+
+    /// The admin password when it was generated at start-up (to print it once).
+    pub fn generated_admin_password(&self) -> Option<&str> {
+        self.admin_password.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then closes every WebSocket with 1001
+    /// and waits (at most the configured grace) for connections and tasks to finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let token = state.shutdown.clone();
+        let grace = state.config.shutdown_grace();
+        let router = router(state.clone());
+        let stop = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            token.cancel();
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await?;
+        state.tasks.close();
+        if tokio::time::timeout(grace, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within {grace:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Creates `general` and the admin account when they do not exist yet. Returns the admin
+/// password when it had to be generated.
+async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
+    let general = Room {
+        id: "general".into(),
+        name: "General".into(),
+        private: false,
+        created_by: None,
+    };
+    match state.backends.rooms.create_room(general).await {
+        Ok(()) | Err(backend::StoreError::Conflict(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let config = &state.config;
+    let username = Username::parse(&config.admin_username)?;
+    if state
+        .backends
+        .users
+        .user_by_name(username.as_str())
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let (password, generated) = match &config.admin_password {
+        Some(password) => (password.clone(), None),
+        None => {
+            let password: String = uuid::Uuid::new_v4().simple().to_string();
+            (password.clone(), Some(password))
+        }
+    };
+    let email = Email::parse(&config.admin_email)?;
+    match auth::routes::create_user(
+        state,
+        username,
+        Password::parse(&password)?,
+        email,
+        Role::Admin,
+    )
+    .await
+    {
+        // Another node created it at the same moment: theirs is as good as ours.
+        Ok(_) | Err(ApiError::Conflict(_)) => Ok(generated),
+        Err(error) => Err(anyhow::anyhow!(
+            "could not create the admin account: {error}"
+        )),
+    }
+}
+
+/// Every route, with tracing, the body limit and JSON answers for unknown routes and methods.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/ready", get(ready))
+        .merge(auth::routes::router())
+        .merge(rooms::routes::router())
+        .merge(ws::router())
+        .merge(web::router())
+        .fallback(|| async { ApiError::NotFound("ruta no encontrada".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The span of one request: method and path only. The query string is left out on purpose:
+/// `/ws?token=...` must never put a token in the logs.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), route)
+}
+
+/// `/ready`: 200 when every backend answers, else 503 naming the one that failed.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let mut checks = serde_json::Map::new();
+    let mut healthy = true;
+    match &state.backends.health {
+        None => {
+            checks.insert("memory".into(), Value::from("ok"));
+        }
+        Some(check) => {
+            let status = match check.check().await {
+                Ok(()) => "ok",
+                Err(error) => {
+                    tracing::warn!(%error, "readiness check failed");
+                    healthy = false;
+                    "down"
+                }
+            };
+            checks.insert(check.name().into(), Value::from(status));
+        }
+    }
+    let (status, word) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    (status, Json(json!({ "status": word, "checks": checks })))
+}

@@ -1,0 +1,225 @@
+//! Fan-out through one Redis pub/sub channel, `{p}:events`.
+//!
+//! Every node publishes there (messages from `append.lua`, presence and typing from
+//! [`RedisFanout`]) and every node runs one [`Listener`] that hands each event to its local hub.
+//! Redis delivers a channel's messages to each subscriber in publish order, which is what keeps
+//! a room's messages in id order on every node.
+//!
+//! The payload of one event is four fields separated by `\n`, the frame last because it may
+//! contain anything (room ids and usernames never contain `\n`):
+//! `room \n message id or empty \n user to skip or empty \n frame`.
+//!
+//! Pub/sub is fire-and-forget: while a node is reconnecting it misses events. Messages are still
+//! in the history, and clients catch up by joining with `since`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{Keys, store_error};
+use crate::backend::{Fanout, RoomEvent, StoreError, StoreResult};
+use crate::domain::RoomId;
+use crate::ws::hub::Hub;
+
+/// How often the listener pings Redis, so that a connection that died silently (no TCP reset)
+/// is noticed and replaced.
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// The first wait before reconnecting; it doubles after each failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Publishes the events that are not stored (presence, typing).
+pub(super) struct RedisFanout {
+    conn: ConnectionManager,
+    channel: String,
+}
+
+impl RedisFanout {
+    pub(super) fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self {
+            conn,
+            channel: keys.events(),
+        }
+    }
+}
+
+#[async_trait]
+impl Fanout for RedisFanout {
+    async fn publish(&self, event: RoomEvent) -> StoreResult<()> {
+        let payload = encode(&event)?;
+        let _receivers: u64 = self
+            .conn
+            .clone()
+            .publish(&self.channel, payload)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// Writes an event in the channel's format (see the module docs).
+fn encode(event: &RoomEvent) -> StoreResult<String> {
+    let skip_user = event.skip_user.as_deref().unwrap_or("");
+    if skip_user.contains('\n') {
+        return Err(StoreError::Corrupt(format!(
+            "usuario inválido: {skip_user:?}"
+        )));
+    }
+    let message_id = event
+        .message_id
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    Ok(format!(
+        "{}\n{message_id}\n{skip_user}\n{}",
+        event.room,
+        event.frame.as_str()
+    ))
+}
+
+/// Reads an event in the channel's format; `None` for anything else.
+fn decode(payload: &[u8]) -> Option<RoomEvent> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut fields = text.splitn(4, '\n');
+    let room = RoomId::parse(fields.next()?).ok()?;
+    let message_id = match fields.next()? {
+        "" => None,
+        id => Some(id.parse().ok()?),
+    };
+    let skip_user = Some(fields.next()?).filter(|user| !user.is_empty());
+    Some(RoomEvent {
+        room,
+        message_id,
+        skip_user: skip_user.map(str::to_owned),
+        frame: fields.next()?.to_owned().into(),
+    })
+}
+
+/// This node's subscription to the events channel.
+pub(super) struct Listener {
+    client: redis::Client,
+    channel: String,
+    hub: Arc<Hub>,
+    sink: PubSubSink,
+    stream: PubSubStream,
+}
+
+impl Listener {
+    /// Connects and subscribes; when this returns, every event published from now on arrives.
+    pub(super) async fn subscribe(
+        client: redis::Client,
+        channel: String,
+        hub: Arc<Hub>,
+    ) -> StoreResult<Self> {
+        let (sink, stream) = connect(&client, &channel).await?;
+        Ok(Self {
+            client,
+            channel,
+            hub,
+            sink,
+            stream,
+        })
+    }
+
+    /// Delivers events to the hub until `shutdown`, reconnecting whenever the connection drops.
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            self.deliver_until_dropped(&shutdown).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            tracing::warn!("conexión pub/sub con Redis perdida; reconectando");
+            let Some((sink, stream)) = self.reconnect(&shutdown).await else {
+                return;
+            };
+            (self.sink, self.stream) = (sink, stream);
+            tracing::info!("conexión pub/sub con Redis restablecida");
+        }
+    }
+
+    /// Hands each event to the hub; returns on shutdown or when the connection is lost.
+    async fn deliver_until_dropped(&mut self, shutdown: &CancellationToken) {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = self.stream.next() => {
+                    // The stream ends when the connection is closed.
+                    let Some(message) = message else { return };
+                    match decode(message.get_payload_bytes()) {
+                        Some(event) => self.hub.deliver(event),
+                        None => tracing::warn!("evento de Redis ilegible; se descarta"),
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = self.sink.ping::<redis::Value>();
+                    if !matches!(tokio::time::timeout(PING_EVERY, pong).await, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tries to subscribe again, waiting longer after each failure; `None` on shutdown.
+    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<(PubSubSink, PubSubStream)> {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            match connect(&self.client, &self.channel).await {
+                Ok(subscription) => return Some(subscription),
+                Err(err) => tracing::warn!(%err, "no se pudo reconectar el pub/sub con Redis"),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Opens a dedicated pub/sub connection and subscribes it to the channel.
+async fn connect(client: &redis::Client, channel: &str) -> StoreResult<(PubSubSink, PubSubStream)> {
+    let mut pubsub = client.get_async_pubsub().await.map_err(store_error)?;
+    pubsub.subscribe(channel).await.map_err(store_error)?;
+    Ok(pubsub.split())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_survive_the_wire_format_even_with_newlines_in_the_frame() {
+        let event = RoomEvent {
+            room: RoomId::general(),
+            message_id: Some(42),
+            skip_user: Some("ana".into()),
+            frame: "{\"text\":\"a\nb\n\nc\"}".into(),
+        };
+        let wire = encode(&event).unwrap();
+        assert_eq!(decode(wire.as_bytes()), Some(event));
+        let bare = RoomEvent {
+            message_id: None,
+            skip_user: None,
+            ..decode(wire.as_bytes()).unwrap()
+        };
+        assert_eq!(decode(encode(&bare).unwrap().as_bytes()), Some(bare));
+    }
+
+    #[test]
+    fn bad_payloads_are_rejected_not_panicked_on() {
+        for bad in [
+            &b"general"[..],
+            b"Sala\n\n\n{}",
+            b"general\nx\n\n{}",
+            b"\xff\n\n\n",
+        ] {
+            assert_eq!(decode(bad), None, "{bad:?}");
+        }
+    }
+}

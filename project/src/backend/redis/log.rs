@@ -1,0 +1,119 @@
+//! The message log: ids, history and the broadcast of each message, kept in step by one script.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::{Keys, store_error};
+use crate::backend::{
+    Appended, Draft, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW, MessageLog, StoreError,
+    StoreResult, StoredFrame, message_frame_parts,
+};
+use crate::domain::RoomId;
+
+static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("append.lua")));
+
+/// Each room has a counter (`{p}:seq:{room}`) and a sorted set of frames scored by id
+/// (`{p}:history:{room}`), so that a page of history is one range query by score.
+pub(super) struct RedisLog {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+impl RedisLog {
+    pub(super) fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys }
+    }
+}
+
+#[async_trait]
+impl MessageLog for RedisLog {
+    async fn append(&self, draft: Draft) -> StoreResult<Appended> {
+        let room = draft.room.as_str();
+        // The id is only known inside the script, so we send the frame in two halves.
+        let (before_id, after_id) = message_frame_parts(&draft);
+        let mut script = APPEND.key(self.keys.seq(room));
+        script.key(self.keys.history(room));
+        if let Some(client_id) = &draft.client_id {
+            script.key(self.keys.client_id(room, &draft.user, client_id));
+        }
+        script
+            .arg(before_id)
+            .arg(after_id)
+            .arg(self.keys.events())
+            .arg(room)
+            .arg(IDEMPOTENCY_WINDOW.as_secs());
+        let (id, json, duplicate): (u64, Vec<u8>, u8) = script
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(Appended {
+            frame: stored_frame(id, json)?,
+            duplicate: duplicate == 1,
+        })
+    }
+
+    async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage> {
+        // `(N` is an exclusive bound in Redis. `newest_first` reads from the top of the range
+        // (the newest `limit`), otherwise from its bottom (the oldest `limit`).
+        let (newest_first, low, high, limit) = match query {
+            HistoryQuery::Latest { limit } => (true, "-inf".into(), "+inf".into(), limit),
+            HistoryQuery::Before { before, limit } => {
+                (true, "-inf".into(), format!("({before}"), limit)
+            }
+            HistoryQuery::After { after, limit } => {
+                (false, format!("({after}"), "+inf".into(), limit)
+            }
+            HistoryQuery::Between {
+                after,
+                before,
+                limit,
+            } => (false, format!("({after}"), format!("({before}"), limit),
+        };
+        // The REV command takes its bounds high first.
+        let mut command = if newest_first {
+            redis::cmd("ZREVRANGEBYSCORE")
+        } else {
+            redis::cmd("ZRANGEBYSCORE")
+        };
+        command.arg(self.keys.history(room.as_str()));
+        if newest_first {
+            command.arg(high).arg(low);
+        } else {
+            command.arg(low).arg(high);
+        }
+        // One frame more than the limit: if it comes back, there are more in that direction.
+        let count = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let found: Vec<(Vec<u8>, u64)> = command
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        let has_more = found.len() > limit;
+        let mut frames = found
+            .into_iter()
+            .take(limit)
+            .map(|(json, id)| stored_frame(id, json))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // The REV commands read newest first; a page is always ascending.
+        if newest_first {
+            frames.reverse();
+        }
+        Ok(HistoryPage { frames, has_more })
+    }
+}
+
+/// A frame read from Redis: it must be UTF-8, as every frame we store is.
+fn stored_frame(id: u64, json: Vec<u8>) -> StoreResult<StoredFrame> {
+    let json = String::from_utf8(json)
+        .map_err(|_| StoreError::Corrupt(format!("el mensaje {id} no es UTF-8")))?;
+    Ok(StoredFrame {
+        id,
+        json: json.into(),
+    })
+}

@@ -1,0 +1,141 @@
+//! Presence shared by every node, and robust to a node that crashes without saying goodbye.
+//!
+//! Each connection in a room is an entry with an expiry time: `{p}:conns:{room}:{user}` holds
+//! the user's connections scored by expiry, `{p}:online:{room}` the users scored by their newest
+//! expiry. The node that owns a connection pushes its expiry back every [`HEARTBEAT_EVERY`]; if
+//! the node dies, its entries simply run out after [`PRESENCE_TTL`] and the scripts drop them.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, stream};
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::{Keys, store_error};
+use crate::backend::{ConnId, Presence, StoreResult};
+use crate::domain::RoomId;
+
+/// How often this node refreshes the expiry of its own connections.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How long an entry lives without a refresh: three heartbeats, so one slow or lost heartbeat
+/// does not make anyone flicker offline, and a crashed node's users are gone within 30 s.
+const PRESENCE_TTL: Duration = Duration::from_secs(30);
+/// How many refreshes the heartbeat keeps in flight at once.
+const HEARTBEAT_CONCURRENCY: usize = 32;
+
+static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("presence_join.lua")));
+static REFRESH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("presence_refresh.lua")));
+static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("presence_leave.lua")));
+static ONLINE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("presence_online.lua")));
+
+/// One live connection of this node in one room.
+type Entry = (RoomId, String, ConnId);
+
+pub(super) struct RedisPresence {
+    conn: ConnectionManager,
+    keys: Keys,
+    /// The entries this node owns, which the heartbeat refreshes. A `std` mutex, because it is
+    /// only held to copy or change the set, never across an `.await`.
+    local: Mutex<HashSet<Entry>>,
+}
+
+impl RedisPresence {
+    pub(super) fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self {
+            conn,
+            keys,
+            local: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Locks the local set, recovering it if a panicking thread poisoned the lock (inserting or
+    /// removing one entry cannot leave the set half-written).
+    fn local(&self) -> MutexGuard<'_, HashSet<Entry>> {
+        self.local
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs one presence script on one connection's entry.
+    async fn run(&self, script: &Script, (room, user, conn): &Entry) -> StoreResult<bool> {
+        let answer: u8 = script
+            .key(self.keys.online(room.as_str()))
+            .key(self.keys.conns(room.as_str(), user))
+            .arg(user)
+            .arg(conn.to_string())
+            .arg(PRESENCE_TTL.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(answer == 1)
+    }
+
+    /// Refreshes every local entry each [`HEARTBEAT_EVERY`] until `shutdown`.
+    pub(super) async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let start = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+        let mut ticks = tokio::time::interval_at(start, HEARTBEAT_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => self.refresh_all().await,
+            }
+        }
+    }
+
+    /// One heartbeat: a few refreshes in flight at a time, failures logged and retried next time.
+    async fn refresh_all(&self) {
+        let entries: Vec<Entry> = self.local().iter().cloned().collect();
+        let failures = stream::iter(entries)
+            .map(|entry| async move { self.refresh(&entry).await })
+            .buffer_unordered(HEARTBEAT_CONCURRENCY)
+            .filter(|result| std::future::ready(result.is_err()))
+            .count()
+            .await;
+        if failures > 0 {
+            tracing::warn!(failures, "no se pudo renovar la presencia en Redis");
+        }
+    }
+
+    /// Refreshes one entry; if Redis no longer has it although the connection is still here
+    /// (Redis restarted, or a heartbeat came too late), records it again.
+    async fn refresh(&self, entry: &Entry) -> StoreResult<()> {
+        if !self.run(&REFRESH, entry).await? && self.local().contains(entry) {
+            self.run(&JOIN, entry).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool> {
+        let entry = (room.clone(), user.to_owned(), conn);
+        let first = self.run(&JOIN, &entry).await?;
+        self.local().insert(entry);
+        Ok(first)
+    }
+
+    async fn leave(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool> {
+        let entry = (room.clone(), user.to_owned(), conn);
+        // Forget it locally first, so the heartbeat stops refreshing it.
+        self.local().remove(&entry);
+        self.run(&LEAVE, &entry).await
+    }
+
+    async fn online(&self, room: &RoomId) -> StoreResult<Vec<String>> {
+        let mut users: Vec<String> = ONLINE
+            .key(self.keys.online(room.as_str()))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        // Redis sorts them by expiry; the trait wants them by name.
+        users.sort();
+        Ok(users)
+    }
+}

@@ -1,0 +1,90 @@
+//! Configuration from flags and environment variables (every flag has an env var twin).
+//!
+//! `chat --help` lists them all; the README has the same table in Spanish.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Settings of one server process.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chat",
+    version,
+    about = "Servidor de chat en tiempo real (semana 10)"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CHAT_ADDR", default_value = "0.0.0.0:8000")]
+    pub addr: SocketAddr,
+
+    /// Redis URL; when unset everything lives in this process (a single node).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel: nodes of one cluster share it.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat")]
+    pub redis_prefix: String,
+
+    /// HS256 secret for the JWTs; generated at start-up when unset (tokens then die with the
+    /// process, and nodes of a cluster would not accept each other's tokens).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "CHAT_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+
+    /// Comma-separated exact origins allowed to open `/ws`; when unset, `http://localhost:*`,
+    /// `http://127.0.0.1:*` and the request's own `Host` are allowed.
+    #[arg(long, env = "CHAT_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+
+    /// Username of the admin account created at start-up.
+    #[arg(long, env = "CHAT_ADMIN_USERNAME", default_value = "admin")]
+    pub admin_username: String,
+
+    /// Password of the admin account; when unset a random one is generated and printed once.
+    #[arg(long, env = "CHAT_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// E-mail of the admin account.
+    #[arg(long, env = "CHAT_ADMIN_EMAIL", default_value = "admin@chat.local")]
+    pub admin_email: String,
+
+    /// Seconds between the server's WebSocket pings.
+    #[arg(long, env = "CHAT_PING_INTERVAL_SECS", default_value_t = 30)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds of silence after which a WebSocket peer is dropped.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds that shutdown waits for connections to close before giving up on them.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// The defaults, ignoring flags but not environment variables.
+    pub fn from_env() -> Self {
+        Self::parse_from(["chat"])
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs.max(1))
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs.max(1))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

@@ -1,0 +1,143 @@
+//! HTTP errors: one enum, one JSON shape (`{"error":{"code","message"}}`), one place that maps
+//! them to status codes. Handlers return `Result<_, ApiError>` and use `?`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::backend::StoreError;
+use crate::domain::Invalid;
+
+/// Every error a REST route (or a refused WebSocket upgrade) can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("demasiados intentos; vuelve a intentarlo en {} s", retry_after_secs(*.0))]
+    RateLimited(Duration),
+    #[error("el cuerpo de la petición supera los 64 KiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("método no permitido")]
+    MethodNotAllowed,
+}
+
+/// `Retry-After` in whole seconds, between 1 and 60 as the contract says.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().clamp(1.0, 60.0) as u64
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+
+    /// The usual 401 for a missing, tampered or expired token.
+    pub fn bad_token() -> Self {
+        Self::Unauthorized("token ausente, inválido o caducado".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RateLimited(wait) = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
+        response
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        Self::InvalidInput(invalid.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(what) => Self::Conflict(what),
+            other => {
+                tracing::error!(error = %other, "backend failed");
+                Self::Unavailable("el servicio no está disponible; inténtalo de nuevo".into())
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::PayloadTooLarge
+        } else {
+            Self::InvalidInput(format!("JSON no válido: {}", rejection.body_text()))
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::InvalidInput(format!("parámetros no válidos: {}", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::InvalidInput(format!("ruta no válida: {}", rejection.body_text()))
+    }
+}
+
+/// Extractors whose rejections answer with [`ApiError`]'s JSON instead of axum's plain text.
+pub mod extract {
+    use axum::extract::FromRequest;
+    use axum::extract::FromRequestParts;
+
+    use super::ApiError;
+
+    /// `axum::Json`, but malformed input is a 422 `invalid_input` (or 413) in the contract's shape.
+    #[derive(Debug, FromRequest)]
+    #[from_request(via(axum::Json), rejection(ApiError))]
+    pub struct Json<T>(pub T);
+
+    /// `axum::extract::Query`, with a 422 `invalid_input` for a parameter of the wrong type.
+    #[derive(Debug, FromRequestParts)]
+    #[from_request(via(axum::extract::Query), rejection(ApiError))]
+    pub struct Query<T>(pub T);
+
+    /// `axum::extract::Path`, with a JSON 422 when a segment does not parse.
+    #[derive(Debug, FromRequestParts)]
+    #[from_request(via(axum::extract::Path), rejection(ApiError))]
+    pub struct Path<T>(pub T);
+}

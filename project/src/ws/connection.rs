@@ -1,0 +1,471 @@
+//! One WebSocket connection: a single task that reads frames, writes answers and forwards the
+//! events of the rooms it joined.
+//!
+//! Everything happens in one `select!` loop, so the order of what the client sees is simply the
+//! order in which this loop writes: a `joined` answer is written before any live message of that
+//! room (those wait in the bounded queue meanwhile, and the ones the history already contained
+//! are skipped by id).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::hub::Subscriber;
+use super::protocol::{self, ClientFrame, ErrorCode, FrameError, PresenceStatus, ServerFrame};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::backend::{ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
+use crate::domain::{RoomId, now_rfc3339};
+
+/// Frames a connection's outbound queue holds before it counts as a slow consumer.
+pub const OUTBOUND_QUEUE: usize = 256;
+/// Sustained frames per second a client may send.
+pub const FRAMES_PER_SECOND: u32 = 20;
+/// Frames a client may send in a burst (a new connection starts with a full burst).
+pub const FRAME_BURST: u32 = 40;
+/// History sent with `joined` when the client gives no `since`.
+const JOIN_HISTORY: usize = 50;
+/// Most messages sent with `joined` when the client gives `since`.
+const RECOVERY_HISTORY: usize = 1000;
+
+/// Close codes of the contract.
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Why the loop ended, and how to say goodbye.
+enum Exit {
+    /// The peer closed, vanished or broke the transport: nothing to send.
+    Gone,
+    /// Close the socket with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// The state of one connection.
+struct Connection {
+    state: AppState,
+    user: AuthUser,
+    id: ConnId,
+    /// Rooms joined → the highest message id already sent to the client for that room.
+    joined: HashMap<RoomId, u64>,
+    subscriber: Subscriber,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// Serves one upgraded connection until it closes, then cleans up its rooms and presence.
+pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
+    let (queue, mut events) = mpsc::channel(OUTBOUND_QUEUE);
+    let overflow = CancellationToken::new();
+    let subscriber = Subscriber {
+        user: user.username.as_str().into(),
+        queue,
+        overflow: overflow.clone(),
+    };
+    let quota = Quota::per_second(NonZeroU32::MIN.saturating_add(FRAMES_PER_SECOND - 1))
+        .allow_burst(NonZeroU32::MIN.saturating_add(FRAME_BURST - 1));
+    let mut connection = Connection {
+        id: ConnId::new_v4(),
+        joined: HashMap::new(),
+        subscriber,
+        limiter: RateLimiter::direct(quota),
+        user,
+        state,
+    };
+    tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket connected");
+
+    let shutdown = connection.state.shutdown.clone();
+    let idle_timeout = connection.state.config.idle_timeout();
+    let mut pings = tokio::time::interval(connection.state.config.ping_interval());
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    pings.tick().await;
+    let mut last_heard = Instant::now();
+
+    let exit = loop {
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "el servidor se está reiniciando")),
+            _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "cola de salida llena: reconecta con since")),
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                connection.on_incoming(&mut socket, incoming).await
+            }
+            Some(event) = events.recv() => connection.forward(&mut socket, &event).await,
+            _ = pings.tick() => {
+                if last_heard.elapsed() >= idle_timeout {
+                    Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
+                } else {
+                    send(&mut socket, Message::Ping(Default::default())).await
+                }
+            }
+        };
+        if let Err(exit) = step {
+            break exit;
+        }
+    };
+
+    if let Exit::Close(code, reason) = exit {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // The peer may already be gone; there is nothing more to do then.
+        let _ = socket.send(Message::Close(Some(frame))).await;
+    }
+    connection.leave_all().await;
+    tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket closed");
+}
+
+/// Writes one message; a failed write means the peer is gone.
+async fn send(socket: &mut WebSocket, message: Message) -> Result<(), Exit> {
+    socket.send(message).await.map_err(|_| Exit::Gone)
+}
+
+async fn send_text(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> Result<(), Exit> {
+    send(socket, Message::Text(text.into())).await
+}
+
+/// Whether a read error is tungstenite's "message too big" (then we answer with close 1009).
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(
+        error
+            .source()
+            .and_then(|source| source.downcast_ref::<tungstenite::Error>()),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+impl Connection {
+    async fn on_incoming(
+        &mut self,
+        socket: &mut WebSocket,
+        incoming: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), Exit> {
+        let message = match incoming {
+            None => return Err(Exit::Gone),
+            Some(Err(error)) if is_too_big(&error) => {
+                return Err(Exit::Close(close::TOO_BIG, "mensaje de más de 64 KiB"));
+            }
+            Some(Err(_)) => return Err(Exit::Gone),
+            Some(Ok(message)) => message,
+        };
+        let text = match message {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+            // Pings are answered by the library; pongs only prove the peer is alive.
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(Exit::Gone),
+        };
+        // Every data frame counts against the rate limit, valid or not.
+        if self.limiter.check().is_err() {
+            let error = FrameError::new(
+                ErrorCode::RateLimited,
+                "demasiados frames: máximo 20 por segundo",
+            );
+            return send_text(socket, error.to_frame()).await;
+        }
+        let frame = match text {
+            Some(text) => protocol::parse(&text),
+            None => Err(FrameError::invalid("solo se aceptan frames de texto JSON")),
+        };
+        let answer = match frame {
+            Ok(frame) => self.handle(socket, frame).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(()) => Ok(()),
+            Err(error) => send_text(socket, error.to_frame()).await,
+        }
+    }
+
+    /// Runs one valid frame. `Ok(Err(_))`-style errors become `error` frames; transport
+    /// failures while answering are logged and left for the next read to notice.
+    async fn handle(
+        &mut self,
+        socket: &mut WebSocket,
+        frame: ClientFrame,
+    ) -> Result<(), FrameError> {
+        match frame {
+            ClientFrame::Join { room, since } => self.join(socket, &room, since).await,
+            ClientFrame::Leave { room } => self.leave(socket, &room).await,
+            ClientFrame::Send {
+                room,
+                text,
+                client_id,
+            } => self.send_message(socket, &room, text, client_id).await,
+            ClientFrame::Typing { room } => self.typing(&room).await,
+            ClientFrame::Ping => {
+                let _ = send_text(socket, protocol::to_json(&ServerFrame::Pong)).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        socket: &mut WebSocket,
+        room: &str,
+        since: Option<u64>,
+    ) -> Result<(), FrameError> {
+        let room_id = self.room_the_user_may_use(room).await?;
+        let backends = &self.state.backends;
+        let already_joined = self.joined.contains_key(&room_id);
+        if !already_joined {
+            // Subscribe first, so nothing published from now on is missed; what arrives before
+            // `joined` waits in the queue.
+            self.state
+                .hub
+                .subscribe(&room_id, self.id, self.subscriber.clone());
+            self.joined.insert(room_id.clone(), 0);
+            backends
+                .rooms
+                .add_member(&room_id, &self.user.username)
+                .await
+                .map_err(unavailable)?;
+            let first = backends
+                .presence
+                .join(&room_id, &self.user.username, self.id)
+                .await
+                .map_err(unavailable)?;
+            if first {
+                self.publish_presence(&room_id, PresenceStatus::Online)
+                    .await;
+            }
+        }
+        let query = match since {
+            Some(after) => HistoryQuery::After {
+                after,
+                limit: RECOVERY_HISTORY,
+            },
+            None => HistoryQuery::Latest {
+                limit: JOIN_HISTORY,
+            },
+        };
+        let page = backends
+            .messages
+            .history(&room_id, query)
+            .await
+            .map_err(unavailable)?;
+        let online = backends
+            .presence
+            .online(&room_id)
+            .await
+            .map_err(unavailable)?;
+        let truncated = since.is_some() && page.has_more;
+        let answer = protocol::joined(room_id.as_str(), &online, &page.frames, truncated);
+        if let (Some(newest), Some(floor)) = (page.frames.last(), self.joined.get_mut(&room_id)) {
+            *floor = (*floor).max(newest.id);
+        }
+        let _ = send_text(socket, answer).await;
+        Ok(())
+    }
+
+    async fn leave(&mut self, socket: &mut WebSocket, room: &str) -> Result<(), FrameError> {
+        let room_id = self.joined_room(room)?;
+        self.leave_room(&room_id).await;
+        let _ = send_text(
+            socket,
+            protocol::to_json(&ServerFrame::Left {
+                room: room_id.as_str(),
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn send_message(
+        &mut self,
+        socket: &mut WebSocket,
+        room: &str,
+        text: String,
+        client_id: Option<String>,
+    ) -> Result<(), FrameError> {
+        let room_id = self.joined_room(room)?;
+        self.check_still_allowed(&room_id).await?;
+        protocol::check_text(&text)?;
+        let draft = Draft {
+            room: room_id,
+            user: self.user.username.clone(),
+            text,
+            client_id,
+            ts: now_rfc3339(),
+        };
+        let appended = self
+            .state
+            .backends
+            .messages
+            .append(draft)
+            .await
+            .map_err(unavailable)?;
+        if appended.duplicate {
+            // A retry of a send we already stored: answer the sender alone with the original.
+            let _ = send_text(socket, appended.frame.json).await;
+        }
+        Ok(())
+    }
+
+    async fn typing(&mut self, room: &str) -> Result<(), FrameError> {
+        let room_id = self.joined_room(room)?;
+        self.check_still_allowed(&room_id).await?;
+        let frame = protocol::to_json(&ServerFrame::Typing {
+            room: room_id.as_str(),
+            user: &self.user.username,
+        });
+        let event = RoomEvent {
+            room: room_id,
+            message_id: None,
+            skip_user: Some(self.user.username.clone()),
+            frame: frame.into(),
+        };
+        self.state
+            .backends
+            .fanout
+            .publish(event)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Writes a room event to the client, unless the client left the room or already got the
+    /// message in a `joined` history.
+    async fn forward(
+        &mut self,
+        socket: &mut WebSocket,
+        event: &Arc<RoomEvent>,
+    ) -> Result<(), Exit> {
+        let Some(sent_up_to) = self.joined.get_mut(&event.room) else {
+            return Ok(());
+        };
+        if let Some(id) = event.message_id {
+            if id <= *sent_up_to {
+                return Ok(());
+            }
+            *sent_up_to = id;
+        }
+        send_text(socket, event.frame.clone()).await
+    }
+
+    /// The room id if the room exists and the user may join it (`not_found`, `not_member`).
+    async fn room_the_user_may_use(&self, room: &str) -> Result<RoomId, FrameError> {
+        let not_found =
+            || FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"));
+        let room_id = RoomId::parse(room).map_err(|_| not_found())?;
+        let backends = &self.state.backends;
+        let stored = backends
+            .rooms
+            .room(&room_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        if stored.private
+            && !backends
+                .rooms
+                .is_member(&room_id, &self.user.username)
+                .await
+                .map_err(unavailable)?
+        {
+            return Err(FrameError::new(
+                ErrorCode::NotMember,
+                "esta sala es privada y no eres miembro",
+            ));
+        }
+        Ok(room_id)
+    }
+
+    /// The id of a room this connection has joined, or `not_member`.
+    fn joined_room(&self, room: &str) -> Result<RoomId, FrameError> {
+        RoomId::parse(room)
+            .ok()
+            .filter(|room_id| self.joined.contains_key(room_id))
+            .ok_or_else(|| {
+                FrameError::new(
+                    ErrorCode::NotMember,
+                    format!("no te has unido a la sala «{room}»"),
+                )
+            })
+    }
+
+    /// Authorization is checked on every frame, not only at join: a user who lost access to a
+    /// private room is taken out of it.
+    async fn check_still_allowed(&mut self, room_id: &RoomId) -> Result<(), FrameError> {
+        let backends = &self.state.backends;
+        let room = backends.rooms.room(room_id).await.map_err(unavailable)?;
+        let allowed = match room {
+            Some(room) if room.private => backends
+                .rooms
+                .is_member(room_id, &self.user.username)
+                .await
+                .map_err(unavailable)?,
+            Some(_) => true,
+            None => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        self.leave_room(room_id).await;
+        Err(FrameError::new(
+            ErrorCode::NotMember,
+            "ya no tienes acceso a esta sala",
+        ))
+    }
+
+    async fn leave_room(&mut self, room_id: &RoomId) {
+        self.state.hub.unsubscribe(room_id, self.id);
+        self.joined.remove(room_id);
+        match self
+            .state
+            .backends
+            .presence
+            .leave(room_id, &self.user.username, self.id)
+            .await
+        {
+            Ok(true) => {
+                self.publish_presence(room_id, PresenceStatus::Offline)
+                    .await
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, room = %room_id, "could not record a leave"),
+        }
+    }
+
+    async fn leave_all(&mut self) {
+        let rooms: Vec<RoomId> = self.joined.keys().cloned().collect();
+        for room_id in rooms {
+            self.leave_room(&room_id).await;
+        }
+    }
+
+    async fn publish_presence(&self, room_id: &RoomId, status: PresenceStatus) {
+        let user = &self.user.username;
+        let frame = protocol::to_json(&ServerFrame::Presence {
+            room: room_id.as_str(),
+            user,
+            status,
+        });
+        // The user's own connection knows already: it is in `joined.online`, or it is leaving.
+        let event = RoomEvent {
+            room: room_id.clone(),
+            message_id: None,
+            skip_user: Some(user.clone()),
+            frame: frame.into(),
+        };
+        if let Err(error) = self.state.backends.fanout.publish(event).await {
+            tracing::warn!(%error, room = %room_id, "could not publish presence");
+        }
+    }
+}
+
+/// A backend failure, as the client sees it.
+fn unavailable(error: StoreError) -> FrameError {
+    tracing::error!(%error, "backend failed during a websocket frame");
+    FrameError::new(
+        ErrorCode::Unavailable,
+        "el servicio no está disponible; inténtalo de nuevo",
+    )
+}
