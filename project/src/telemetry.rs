@@ -1,6 +1,8 @@
 //! Structured logs with `tracing`, filtered by `RUST_LOG` (default: `info` for this crate and
 //! `tower_http`'s request lines).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Safe to call twice (the second call does nothing).

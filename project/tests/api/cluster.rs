@@ -1,0 +1,3 @@
+//! Two nodes on one Redis act as one server.
+
+use crate::helpers::*;

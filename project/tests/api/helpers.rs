@@ -1,0 +1,334 @@
+//! The test harness: a real server on 127.0.0.1 with port 0, and real HTTP and WebSocket
+//! clients to talk to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat::{App, Config};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::redis_server;
+
+/// How long a test waits for a frame that must come.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "contraseña-segura";
+/// The admin password of test servers.
+pub const ADMIN_PASSWORD: &str = "admin-de-prueba";
+
+/// Which backend a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// The configuration of a test server, before it is adjusted by a test.
+///
+/// `None` when the backend is Redis and no Redis is available (the caller skips the test).
+pub async fn test_config(backend: Backend) -> Option<Config> {
+    let mut config = Config::from_env();
+    config.addr = "127.0.0.1:0".parse().ok()?;
+    config.jwt_secret = Some("secreto-de-las-pruebas".into());
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    config.allowed_origins = None;
+    config.redis_url = None;
+    if backend == Backend::Redis {
+        config.redis_url = Some(redis_server::redis_url().await?);
+        config.redis_prefix = redis_server::unique_prefix();
+    }
+    Some(config)
+}
+
+/// A running server and the clients to talk to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts a server on `backend`; `None` means "no Redis here: skip".
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    Some(spawn_app_with(test_config(backend).await?).await)
+}
+
+/// Starts a server with this configuration.
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        chat::telemetry::init();
+    }
+    let listener = TcpListener::bind(config.addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = App::build(config).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
+}
+
+/// An HTTP answer: status, headers and the JSON body (`Value::Null` when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={token}", self.addr)
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn request(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.request(request).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.request(request).await
+    }
+
+    pub async fn register(&self, username: &str) -> Answer {
+        let body = json!({ "username": username, "password": PASSWORD, "email": format!("{username}@example.com") });
+        self.post("/auth/register", None, &body).await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Answer {
+        self.post("/auth/login", None, &json!({ "username": username, "password": password })).await
+    }
+
+    /// Registers a user and returns a token for it.
+    pub async fn signup(&self, username: &str) -> String {
+        let answer = self.register(username).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "register {username}: {:?}", answer.body);
+        self.token(username, PASSWORD).await
+    }
+
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let answer = self.login(username, password).await;
+        assert_eq!(answer.status, StatusCode::OK, "login {username}: {:?}", answer.body);
+        answer.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a room as the token's user.
+    pub async fn create_room(&self, token: &str, id: &str, private: bool) -> Answer {
+        let body = json!({ "id": id, "name": format!("Sala {id}"), "private": private });
+        self.post("/rooms", Some(token), &body).await
+    }
+
+    /// Opens a WebSocket with `?token=`.
+    pub async fn ws(&self, token: &str) -> WsClient {
+        WsClient::connect(self.ws_url(token).into_client_request().unwrap()).await.unwrap()
+    }
+
+    /// Signs up a user and connects it.
+    pub async fn connected(&self, username: &str) -> WsClient {
+        let token = self.signup(username).await;
+        self.ws(&token).await
+    }
+
+    /// All the messages of a room, through REST.
+    pub async fn history(&self, token: &str, room: &str) -> Vec<Value> {
+        let answer = self.get(&format!("/rooms/{room}/messages?limit=200"), Some(token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        answer.body["messages"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A WebSocket client speaking the chat protocol.
+pub struct WsClient {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects, or returns the handshake error (to inspect a refused upgrade).
+    pub async fn connect(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<Self, tungstenite::Error> {
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self { stream })
+    }
+
+    pub async fn send_json(&mut self, frame: Value) {
+        self.stream.send(Message::text(frame.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.unwrap();
+    }
+
+    /// The next JSON text frame (control frames are skipped). Panics on timeout or close.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("the connection ended")
+                .expect("the connection failed");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame of this type, skipping others (presence, typing…).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The next `error` frame's code, checking no other frame came first.
+    pub async fn recv_error(&mut self) -> String {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], "error", "expected an error frame, got {frame}");
+        frame["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Joins a room and returns the `joined` frame.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send_json(json!({ "type": "join", "room": room })).await;
+        let joined = self.recv_type("joined").await;
+        assert_eq!(joined["room"], room);
+        joined
+    }
+
+    pub async fn join_since(&mut self, room: &str, since: u64) -> Value {
+        self.send_json(json!({ "type": "join", "room": room, "since": since })).await;
+        self.recv_type("joined").await
+    }
+
+    /// Sends a message and returns the stored `message` frame as the sender sees it.
+    pub async fn say(&mut self, room: &str, text: &str) -> Value {
+        self.send_json(json!({ "type": "send", "room": room, "text": text })).await;
+        self.recv_type("message").await
+    }
+
+    /// Checks the connection is still usable: a ping gets its pong.
+    pub async fn assert_usable(&mut self) {
+        self.send_json(json!({ "type": "ping" })).await;
+        assert_eq!(self.recv_type("pong").await["type"], "pong");
+    }
+
+    /// Waits for the server to close the connection and returns the close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            let next = tokio::time::timeout(FRAME_TIMEOUT, self.stream.next())
+                .await
+                .expect("timed out waiting for the close");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Asserts that no text frame arrives within `wait`.
+    pub async fn assert_silent(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Declares each listed behaviour test (an `async fn(TestApp)`) once per backend:
+/// `memory::name` always runs; `redis::name` runs on a real `redis-server` or is skipped with a
+/// printed reason (a failure under `REQUIRE_REDIS=1`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Memory).await.unwrap();
+                    super::$test(app).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Redis).await else {
+                        return;
+                    };
+                    super::$test(app).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the `chat` server: one test binary (linking axum, tokio and redis once),
+//! one module per feature. Each behaviour runs on both backends (see `on_both_backends!`).
+//!
+//! `TEST_LOG=1` shows the server's logs; `REQUIRE_REDIS=1` turns a missing Redis into a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod redis_server;
+mod http_basics;
+mod auth;
+mod rooms;
+mod ws_upgrade;
+mod ws_protocol;
+mod ws_delivery;
+mod cluster;
+mod process;

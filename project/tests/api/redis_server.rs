@@ -1,0 +1,146 @@
+//! A throwaway `redis-server` for the tests, so that Redis tests need no set-up.
+//!
+//! [`redis_url`] starts one server for the whole test process on the first call (tests share it
+//! and stay apart by using a [`unique_prefix`] each). [`RedisServer::start`] starts a private
+//! one, for a test that must disturb its server.
+//!
+//! Each server runs under a tiny `sh` wrapper that waits on its standard input, which this
+//! process holds through a pipe. When the pipe closes (the `RedisServer` is dropped, or this
+//! process exits in any way, even killed) the wrapper's `read` returns and it stops the server
+//! and removes its folder. So no `redis-server` outlives `cargo test`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const UNAVAILABLE: &str =
+    "Redis no disponible: se omite la prueba (instala redis-server o define REDIS_URL)";
+
+/// The wrapper: start the server, wait for stdin to close, then stop it and clean up.
+const WRAPPER: &str = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
+pid=$!
+read _
+kill "$pid" 2>/dev/null
+wait "$pid"
+rm -rf "$CHAT_TEST_REDIS_DIR""#;
+
+/// How long a fresh server may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The URL of a Redis for tests: the shared test server (started on the first call), else the
+/// `REDIS_URL` environment variable, else `None` after saying why, so the caller skips.
+/// With `REQUIRE_REDIS=1` (CI), having no Redis fails the test instead of skipping it.
+pub async fn redis_url() -> Option<String> {
+    static SHARED: OnceLock<Option<RedisServer>> = OnceLock::new();
+    let shared = SHARED.get_or_init(RedisServer::start).as_ref();
+    let url = shared
+        .map(|server| server.url.clone())
+        .or_else(|| std::env::var("REDIS_URL").ok());
+    if url.is_none() {
+        if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("{UNAVAILABLE}");
+        }
+        eprintln!("{UNAVAILABLE}");
+    }
+    url
+}
+
+/// A key prefix no other test uses, so tests can share one server.
+pub fn unique_prefix() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A `redis-server` child process; dropping it stops the server.
+pub struct RedisServer {
+    wrapper: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    /// Starts a private server on a free port, without persistence. `None` when `redis-server`
+    /// is not installed or does not come up (a port taken meanwhile: it tries three ports).
+    pub fn start() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            return None;
+        }
+        (0..3).find_map(|_| Self::start_on(free_port()?))
+    }
+
+    fn start_on(port: u16) -> Option<Self> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("chat-redis-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let dir = dir.canonicalize().ok()?;
+        let wrapper = Command::new("sh")
+            .args(["-c", WRAPPER, "sh"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .env("CHAT_TEST_REDIS_DIR", &dir)
+            .stdin(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // From here on, dropping `server` stops whatever started.
+        let server = Self {
+            wrapper,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        wait_until_ours(port, &dir).then_some(server)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // Closing the wrapper's stdin is its signal to stop the server.
+        drop(self.wrapper.stdin.take());
+        let _ = self.wrapper.wait();
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it for us).
+fn free_port() -> Option<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").ok()?;
+    Some(listener.local_addr().ok()?.port())
+}
+
+/// Waits until the server on `port` answers and is the one we started: its working folder is
+/// `dir`. (Another process might have grabbed the port between `free_port` and the start.)
+fn wait_until_ours(port: u16, dir: &Path) -> bool {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Some(server_dir) = config_dir(port) {
+            return server_dir == dir;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Asks the server on `port` for its `dir` setting, speaking raw RESP.
+fn config_dir(port: u16) -> Option<PathBuf> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"CONFIG GET dir\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The reply is `*2 $3 dir $N <path>`: five lines; read until we have them.
+    while reply.iter().filter(|&&b| b == b'\n').count() < 5 {
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8(reply).ok()?;
+    reply.lines().nth(4).map(PathBuf::from)
+}

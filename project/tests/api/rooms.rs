@@ -1,0 +1,3 @@
+//! Rooms over REST: list, create, private rooms, invitations and history pages.
+
+use crate::helpers::*;

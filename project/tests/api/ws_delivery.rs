@@ -1,0 +1,3 @@
+//! Delivery rules: idempotency, recovery with since, limits, slow consumers, pings, shutdown.
+
+use crate::helpers::*;
