@@ -97,12 +97,10 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
                 connection.on_incoming(&mut socket, incoming).await
             }
             Some(event) = events.recv() => connection.forward(&mut socket, &event).await,
-            _ = pings.tick() => {
-                if last_heard.elapsed() >= idle_timeout {
-                    Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
-                } else {
-                    send(&mut socket, Message::Ping(Default::default())).await
-                }
+            _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
+            // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
+            _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
+                Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
             }
         };
         if let Err(exit) = step {
