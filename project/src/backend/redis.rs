@@ -46,6 +46,10 @@ use crate::ws::hub::Hub;
 /// How long one command may wait for Redis before it fails as `Unavailable`. The library's
 /// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many times a command retries connecting before it fails. The library's default (6, with
+/// a doubling wait) makes every request wait ~9 s while Redis is down; with 2 a request fails in
+/// well under a second, `/ready` says so at once, and the next request tries again.
+const CONNECT_RETRIES: usize = 2;
 
 /// Connects to Redis and builds every backend on it. `prefix` namespaces every key and channel
 /// (default "chat"; tests use a unique one per app so that apps can share a server, and two nodes
@@ -64,7 +68,8 @@ pub async fn backends(
     let client = redis::Client::open(url).map_err(store_error)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(CONNECT_RETRIES);
     // The manager reconnects by itself: a command fails while Redis is away, the next ones work.
     let conn = client
         .get_connection_manager_with_config(config)

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod backend_suite;
 mod redis_server;
 mod http_basics;
 mod auth;

@@ -1,8 +1,8 @@
 //! A throwaway `redis-server` for the tests, so that Redis tests need no set-up.
 //!
 //! [`redis_url`] starts one server for the whole test process on the first call (tests share it
-//! and stay apart by using a [`unique_prefix`] each). [`RedisServer::start`] starts a private
-//! one, for a test that must disturb its server.
+//! and stay apart by using a [`unique_prefix`] each). [`private_redis`] starts a private one,
+//! for a test that must disturb its server.
 //!
 //! Each server runs under a tiny `sh` wrapper that waits on its standard input, which this
 //! process holds through a pipe. When the pipe closes (the `RedisServer` is dropped, or this
@@ -10,6 +10,8 @@
 //! and removes its folder. So no `redis-server` outlives `cargo test`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A helper module: each test module uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,16 +41,25 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn redis_url() -> Option<String> {
     static SHARED: OnceLock<Option<RedisServer>> = OnceLock::new();
     let shared = SHARED.get_or_init(RedisServer::start).as_ref();
-    let url = shared
+    shared
         .map(|server| server.url.clone())
-        .or_else(|| std::env::var("REDIS_URL").ok());
-    if url.is_none() {
-        if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
-            panic!("{UNAVAILABLE}");
-        }
-        eprintln!("{UNAVAILABLE}");
+        .or_else(|| std::env::var("REDIS_URL").ok())
+        .or_else(unavailable)
+}
+
+/// A private server, for a test that must stop or disturb it (a `REDIS_URL` cannot be used for
+/// that). `None` after saying why when `redis-server` is not installed.
+pub fn private_redis() -> Option<RedisServer> {
+    RedisServer::start().or_else(unavailable)
+}
+
+/// Says why a Redis test is skipped, or fails it under `REQUIRE_REDIS=1`.
+fn unavailable<T>() -> Option<T> {
+    if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
+        panic!("{UNAVAILABLE}");
     }
-    url
+    eprintln!("{UNAVAILABLE}");
+    None
 }
 
 /// A key prefix no other test uses, so tests can share one server.
@@ -59,6 +70,7 @@ pub fn unique_prefix() -> String {
 /// A `redis-server` child process; dropping it stops the server.
 pub struct RedisServer {
     wrapper: Child,
+    port: u16,
     pub url: String,
 }
 
@@ -96,17 +108,35 @@ impl RedisServer {
         // From here on, dropping `server` stops whatever started.
         let server = Self {
             wrapper,
+            port,
             url: format!("redis://127.0.0.1:{port}/"),
         };
         wait_until_ours(port, &dir).then_some(server)
+    }
+
+    /// Stops the server and starts an empty one on the same port, as a Redis restart without
+    /// persistence would. `false` if the new one did not come up.
+    pub fn restart(&mut self) -> bool {
+        self.stop();
+        match Self::start_on(self.port) {
+            Some(mut fresh) => {
+                std::mem::swap(self, &mut fresh);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn stop(&mut self) {
+        // Closing the wrapper's stdin is its signal to stop the server.
+        drop(self.wrapper.stdin.take());
+        let _ = self.wrapper.wait();
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        // Closing the wrapper's stdin is its signal to stop the server.
-        drop(self.wrapper.stdin.take());
-        let _ = self.wrapper.wait();
+        self.stop();
     }
 }
 

@@ -18,16 +18,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
+use redis::Value;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Keys, store_error};
+use super::{Keys, RESPONSE_TIMEOUT, store_error};
 use crate::backend::{Fanout, RoomEvent, StoreError, StoreResult};
 use crate::domain::RoomId;
 use crate::ws::hub::Hub;
 
 /// How often the listener pings Redis, so that a connection that died silently (no TCP reset)
-/// is noticed and replaced.
+/// is noticed and replaced. (A subscribed connection answers pings but no other command.)
 const PING_EVERY: Duration = Duration::from_secs(15);
 /// The first wait before reconnecting; it doubles after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -143,7 +145,7 @@ impl Listener {
 
     /// Hands each event to the hub; returns on shutdown or when the connection is lost.
     async fn deliver_until_dropped(&mut self, shutdown: &CancellationToken) {
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -156,8 +158,8 @@ impl Listener {
                     }
                 }
                 _ = ping.tick() => {
-                    let pong = self.sink.ping::<redis::Value>();
-                    if !matches!(tokio::time::timeout(PING_EVERY, pong).await, Ok(Ok(_))) {
+                    let pong = tokio::time::timeout(RESPONSE_TIMEOUT, self.sink.ping::<Value>());
+                    if !matches!(pong.await, Ok(Ok(_))) {
                         return;
                     }
                 }
@@ -169,11 +171,13 @@ impl Listener {
     async fn reconnect(&self, shutdown: &CancellationToken) -> Option<(PubSubSink, PubSubStream)> {
         let mut backoff = MIN_BACKOFF;
         loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            match connect(&self.client, &self.channel).await {
+            shutdown
+                .run_until_cancelled(tokio::time::sleep(backoff))
+                .await?;
+            match shutdown
+                .run_until_cancelled(connect(&self.client, &self.channel))
+                .await?
+            {
                 Ok(subscription) => return Some(subscription),
                 Err(err) => tracing::warn!(%err, "no se pudo reconectar el pub/sub con Redis"),
             }
@@ -182,14 +186,22 @@ impl Listener {
     }
 }
 
-/// Opens a dedicated pub/sub connection and subscribes it to the channel.
+/// Opens a dedicated pub/sub connection and subscribes it to the channel. The library sets no
+/// time limit on this connection, so we do.
 async fn connect(client: &redis::Client, channel: &str) -> StoreResult<(PubSubSink, PubSubStream)> {
-    let mut pubsub = client.get_async_pubsub().await.map_err(store_error)?;
-    pubsub.subscribe(channel).await.map_err(store_error)?;
-    Ok(pubsub.split())
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub.split())
+    };
+    match tokio::time::timeout(RESPONSE_TIMEOUT, subscribe).await {
+        Ok(subscribed) => subscribed.map_err(store_error),
+        Err(_) => Err(StoreError::Unavailable("Redis no responde".into())),
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -30,8 +30,9 @@ impl RedisLoginLimiter {
 impl LoginLimiter for RedisLoginLimiter {
     async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>> {
         let key = self.keys.login(username);
-        // The count and the time left, read together in one round trip.
+        // The count and the time left, read together (one transaction, one round trip).
         let (failures, left_ms): (Option<u64>, i64) = redis::pipe()
+            .atomic()
             .get(&key)
             .pttl(&key)
             .query_async(&mut self.conn.clone())

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, stream};
 use redis::Script;
 use redis::aio::ConnectionManager;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, store_error};
@@ -37,6 +38,8 @@ static ONLINE: LazyLock<Script> =
 /// One live connection of this node in one room.
 type Entry = (RoomId, String, ConnId);
 
+/// Presence in Redis plus the list of this node's own connections, which only this node can
+/// keep alive.
 pub(super) struct RedisPresence {
     conn: ConnectionManager,
     keys: Keys,
@@ -80,10 +83,16 @@ impl RedisPresence {
     pub(super) async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
         let start = tokio::time::Instant::now() + HEARTBEAT_EVERY;
         let mut ticks = tokio::time::interval_at(start, HEARTBEAT_EVERY);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = ticks.tick() => self.refresh_all().await,
+        // After a slow heartbeat, wait a full period again rather than catching up in a burst.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // `None` means shutdown, whether it came while waiting or in the middle of a heartbeat.
+        while shutdown.run_until_cancelled(ticks.tick()).await.is_some() {
+            if shutdown
+                .run_until_cancelled(self.refresh_all())
+                .await
+                .is_none()
+            {
+                return;
             }
         }
     }
