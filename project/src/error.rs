@@ -97,25 +97,42 @@ impl From<StoreError> for ApiError {
     }
 }
 
+// axum's rejection texts are English and the contract's messages are Spanish, so each kind of
+// rejection gets a Spanish message; axum's detail goes to the debug log.
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::PayloadTooLarge
-        } else {
-            Self::InvalidInput(format!("JSON no válido: {}", rejection.body_text()))
+            return Self::PayloadTooLarge;
         }
+        tracing::debug!(detail = %rejection.body_text(), "JSON body refused");
+        let message = match rejection {
+            JsonRejection::JsonSyntaxError(_) => "el cuerpo no es JSON válido",
+            JsonRejection::JsonDataError(_) => {
+                "al JSON le falta un campo obligatorio o algún campo tiene un tipo incorrecto"
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                "el cuerpo debe enviarse con «Content-Type: application/json»"
+            }
+            _ => "no se pudo leer el cuerpo de la petición",
+        };
+        Self::InvalidInput(message.into())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::InvalidInput(format!("parámetros no válidos: {}", rejection.body_text()))
+        tracing::debug!(detail = %rejection.body_text(), "query string refused");
+        Self::InvalidInput(
+            "parámetros de la URL no válidos: alguno no tiene el tipo esperado".into(),
+        )
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::InvalidInput(format!("ruta no válida: {}", rejection.body_text()))
+        tracing::debug!(detail = %rejection.body_text(), "path refused");
+        Self::InvalidInput("ruta no válida: un segmento no tiene el formato esperado".into())
     }
 }
 

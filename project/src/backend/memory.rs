@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use tokio::time::Instant;
 
 use super::{
-    Appended, ConnId, Draft, Fanout, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW,
+    Appended, Audience, ConnId, Draft, Fanout, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW,
     LOGIN_MAX_FAILURES, LOGIN_WINDOW, LoginLimiter, MessageLog, Presence, RoomEvent, RoomStore,
     StoreError, StoreResult, StoredFrame, UserStore, message_frame_parts,
 };
@@ -118,6 +118,12 @@ impl RoomStore for MemoryRooms {
             .is_some_and(|(_, members)| members.insert(username.to_owned())))
     }
 
+    async fn remove_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
+        Ok(lock(&self.inner)
+            .get_mut(room.as_str())
+            .is_some_and(|(_, members)| members.remove(username)))
+    }
+
     async fn is_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
         Ok(lock(&self.inner)
             .get(room.as_str())
@@ -184,7 +190,7 @@ impl MessageLog for MemoryLog {
         self.hub.deliver(RoomEvent {
             room: draft.room,
             message_id: Some(id),
-            skip_user: None,
+            audience: Audience::Everyone,
             frame: frame.json.clone(),
         });
         Ok(Appended {

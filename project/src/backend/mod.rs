@@ -50,6 +50,8 @@ pub trait RoomStore: Send + Sync {
     async fn rooms(&self) -> StoreResult<Vec<Room>>;
     /// Adds a member; `true` when the user was not a member before.
     async fn add_member(&self, room: &RoomId, username: &str) -> StoreResult<bool>;
+    /// Removes a member; `true` when the user was a member.
+    async fn remove_member(&self, room: &RoomId, username: &str) -> StoreResult<bool>;
     async fn is_member(&self, room: &RoomId, username: &str) -> StoreResult<bool>;
     async fn member_count(&self, room: &RoomId) -> StoreResult<u64>;
 }
@@ -144,9 +146,20 @@ pub struct RoomEvent {
     /// The message id when the frame is a `message` (connections use it to skip what their
     /// `joined` history already contained).
     pub message_id: Option<u64>,
-    /// Connections of this user do not receive the event (the author of `typing`).
-    pub skip_user: Option<String>,
+    /// Which of the room's connections get it.
+    pub audience: Audience,
     pub frame: Utf8Bytes,
+}
+
+/// Who, among a room's connections, receives a [`RoomEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Everyone,
+    /// All but this user's connections (the author of `typing`, or of a presence change).
+    AllBut(String),
+    /// Only this user's connections, which lose access to the room: they leave it and receive
+    /// the frame (a `left`). This is how a removal from a private room reaches every node.
+    Revoked(String),
 }
 
 /// Fan-out of the events that are not stored (presence, typing) to every node.

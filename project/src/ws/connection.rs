@@ -20,7 +20,7 @@ use super::hub::Subscriber;
 use super::protocol::{self, ClientFrame, ErrorCode, FrameError, PresenceStatus, ServerFrame};
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::backend::{ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
+use crate::backend::{Audience, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
 use crate::domain::{RoomId, now_rfc3339};
 
 /// Frames a connection's outbound queue holds before it counts as a slow consumer.
@@ -89,34 +89,43 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     let mut last_heard = Instant::now();
 
     let exit = loop {
+        let step = async {
+            tokio::select! {
+                incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    connection.on_incoming(&mut socket, incoming).await
+                }
+                Some(event) = events.recv() => connection.forward(&mut socket, &event).await,
+                _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
+                // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
+                _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
+                    Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
+                }
+            }
+        };
+        // A write to a peer that stops reading waits until it reads again, maybe forever: the
+        // step races shutdown and overflow, so such a peer cannot keep its connection open.
         let step = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "el servidor se está reiniciando")),
             _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "cola de salida llena: reconecta con since")),
-            incoming = socket.recv() => {
-                last_heard = Instant::now();
-                connection.on_incoming(&mut socket, incoming).await
-            }
-            Some(event) = events.recv() => connection.forward(&mut socket, &event).await,
-            _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
-            // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
-            _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
-                Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
-            }
+            step = step => step,
         };
         if let Err(exit) = step {
             break exit;
         }
     };
 
+    // Leave first: the rooms must not wait for a peer that may never read its close frame.
+    connection.leave_all().await;
     if let Exit::Close(code, reason) = exit {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        // The peer may already be gone; there is nothing more to do then.
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        // The peer may be gone, or not reading: it gets as long as a silent peer would.
+        let _ = tokio::time::timeout(idle_timeout, socket.send(Message::Close(Some(frame)))).await;
     }
-    connection.leave_all().await;
     tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket closed");
 }
 
@@ -319,7 +328,7 @@ impl Connection {
         let event = RoomEvent {
             room: room_id,
             message_id: None,
-            skip_user: Some(self.user.username.clone()),
+            audience: Audience::AllBut(self.user.username.clone()),
             frame: frame.into(),
         };
         self.state
@@ -340,6 +349,11 @@ impl Connection {
         let Some(sent_up_to) = self.joined.get_mut(&event.room) else {
             return Ok(());
         };
+        if let Audience::Revoked(_) = event.audience {
+            // Removed from a private room: stop receiving it at once, on every node.
+            self.leave_room(&event.room).await;
+            return send_text(socket, event.frame.clone()).await;
+        }
         if let Some(id) = event.message_id {
             if id <= *sent_up_to {
                 return Ok(());
@@ -450,7 +464,7 @@ impl Connection {
         let event = RoomEvent {
             room: room_id.clone(),
             message_id: None,
-            skip_user: Some(user.clone()),
+            audience: Audience::AllBut(user.clone()),
             frame: frame.into(),
         };
         if let Err(error) = self.state.backends.fanout.publish(event).await {

@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{ConnId, RoomEvent};
+use crate::backend::{Audience, ConnId, RoomEvent};
 use crate::domain::RoomId;
 
 /// How one connection receives room events.
@@ -52,6 +52,18 @@ impl Hub {
         });
     }
 
+    /// Asks every local connection to close with 1013 so that its client rejoins with `since`.
+    ///
+    /// For when this node may have missed events (its Redis subscription was lost for a while):
+    /// the history has them, and a rejoin with `since` delivers exactly the missing ones.
+    pub fn resync_everyone(&self) {
+        for room in self.rooms.iter() {
+            for subscriber in room.values() {
+                subscriber.overflow.cancel();
+            }
+        }
+    }
+
     /// Offers the event to every local subscriber of its room: one `Arc` clone each.
     pub fn deliver(&self, event: RoomEvent) {
         let Some(subscribers) = self.rooms.get(&event.room) else {
@@ -59,7 +71,12 @@ impl Hub {
         };
         let event = Arc::new(event);
         for subscriber in subscribers.values() {
-            if event.skip_user.as_deref() == Some(&*subscriber.user) {
+            let wanted = match &event.audience {
+                Audience::Everyone => true,
+                Audience::AllBut(user) => **user != *subscriber.user,
+                Audience::Revoked(user) => **user == *subscriber.user,
+            };
+            if !wanted {
                 continue;
             }
             if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -79,7 +96,7 @@ mod tests {
         RoomEvent {
             room: RoomId::parse(room).unwrap(),
             message_id: None,
-            skip_user: skip.map(Into::into),
+            audience: skip.map_or(Audience::Everyone, |user| Audience::AllBut(user.into())),
             frame: "{}".into(),
         }
     }

@@ -23,8 +23,10 @@ use crate::error::ApiError;
 /// Largest message (after reassembling fragments) and frame a client may send: 64 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Bytes of unsent data a connection may buffer before writes fail (tungstenite's default is
-/// unbounded). Each write is flushed at once, so this is only reached by a single huge frame.
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+/// unbounded). Each write is flushed at once, so this bounds a single frame, and a larger one
+/// could never be sent. The largest is a `joined` with 1,000 messages of 4,000 characters
+/// (up to 6 bytes each when JSON escapes them): about 25 MiB.
+const MAX_WRITE_BUFFER: usize = 32 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws", get(upgrade))

@@ -153,7 +153,11 @@ async fn an_email_taken_in_another_case_is_a_conflict(app: TestApp) {
     ] {
         // Act
         let answer = app
-            .post("/auth/register", None, &register_body("bea", PASSWORD, email))
+            .post(
+                "/auth/register",
+                None,
+                &register_body("bea", PASSWORD, email),
+            )
             .await;
 
         // Assert
@@ -227,7 +231,11 @@ async fn usernames_at_the_limits_are_accepted() {
         let answer = app.register(username).await;
 
         // Assert
-        assert_eq!(answer.status, StatusCode::CREATED, "{username:?}: {answer:?}");
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "{username:?}: {answer:?}"
+        );
         assert_eq!(answer.body["username"], username);
     }
 }
@@ -238,13 +246,20 @@ async fn a_password_shorter_than_8_characters_is_refused_counting_code_points() 
     let app = spawn_app(Backend::Memory).await.unwrap();
 
     // "ñññññññ" is 7 characters but 14 bytes: a byte count would let it through.
-    for (n, password) in ["", "1234567", "ñññññññ", "🎉🎉🎉🎉🎉🎉🎉"].into_iter().enumerate() {
+    for (n, password) in ["", "1234567", "ñññññññ", "🎉🎉🎉🎉🎉🎉🎉"]
+        .into_iter()
+        .enumerate()
+    {
         // Act
         let answer = app
             .post(
                 "/auth/register",
                 None,
-                &register_body(&format!("usuario{n}"), password, &format!("u{n}@example.com")),
+                &register_body(
+                    &format!("usuario{n}"),
+                    password,
+                    &format!("u{n}@example.com"),
+                ),
             )
             .await;
 
@@ -507,7 +522,9 @@ async fn me_without_a_valid_bearer_token_is_unauthorized() {
     }
     // The same token, sent properly, works.
     assert_eq!(
-        me_with_header(&app, &format!("Bearer {token}")).await.status,
+        me_with_header(&app, &format!("Bearer {token}"))
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -574,10 +591,7 @@ async fn a_token_without_expiry_is_unauthorized() {
     // Arrange
     let app = spawn_app(Backend::Memory).await.unwrap();
     app.signup("ana").await;
-    let forever = sign(
-        Algorithm::HS256,
-        &json!({ "sub": "ana", "role": "member" }),
-    );
+    let forever = sign(Algorithm::HS256, &json!({ "sub": "ana", "role": "member" }));
 
     // Act
     let answer = app.get("/auth/me", Some(&forever)).await;
@@ -770,7 +784,7 @@ async fn a_node_that_finds_the_admin_in_redis_keeps_its_password_and_generates_n
     assert_eq!(app.login("admin", &password).await.status, StatusCode::OK);
 }
 
-on_both_backends!(
+crate::on_both_backends!(
     register_answers_201_with_the_user_and_never_the_password,
     each_registered_user_gets_a_different_id,
     a_taken_username_is_a_conflict,

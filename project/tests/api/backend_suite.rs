@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat::backend::{
-    Backends, ConnId, Draft, HistoryQuery, LOGIN_WINDOW, RoomEvent, StoreError, StoredFrame,
+    Audience, Backends, ConnId, Draft, HistoryQuery, LOGIN_WINDOW, RoomEvent, StoreError, StoredFrame,
 };
 use chat::domain::{Role, Room, RoomId, User, UserRecord};
 use chat::ws::hub::{Hub, Subscriber};
@@ -128,7 +128,7 @@ fn event(room: &RoomId, skip_user: Option<&str>, frame: &str) -> RoomEvent {
     RoomEvent {
         room: room.clone(),
         message_id: None,
-        skip_user: skip_user.map(Into::into),
+        audience: skip_user.map_or(Audience::Everyone, |user| Audience::AllBut(user.into())),
         frame: frame.to_owned().into(),
     }
 }
@@ -447,7 +447,7 @@ async fn appended_messages_reach_the_hub_in_id_order(node: &Node) {
         let event = next_event(&mut events).await;
         assert_eq!(event.message_id, Some(frame.id));
         assert_eq!(event.frame, frame.json);
-        assert_eq!(event.skip_user, None);
+        assert_eq!(event.audience, Audience::Everyone);
     }
 }
 

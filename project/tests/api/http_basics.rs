@@ -5,7 +5,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::redis_server::RedisServer;
+use crate::redis_server::private_redis;
 
 /// The contract's body limit: any request body over 64 KiB is refused.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -167,12 +167,7 @@ async fn ready_on_redis_reports_redis_ok() {
 #[tokio::test]
 async fn ready_answers_503_degraded_naming_redis_when_redis_is_down() {
     // Arrange: a private Redis that this test may stop.
-    let Some(redis) = RedisServer::start() else {
-        assert!(
-            std::env::var("REQUIRE_REDIS").as_deref() != Ok("1"),
-            "REQUIRE_REDIS=1 but redis-server could not be started"
-        );
-        eprintln!("redis-server no disponible: se omite la prueba");
+    let Some(redis) = private_redis() else {
         return;
     };
     let mut config = test_config(Backend::Memory).await.unwrap();
@@ -198,7 +193,12 @@ async fn unknown_routes_answer_a_json_404_not_found() {
     let app = spawn_app(Backend::Memory).await.unwrap();
     let token = app.signup("ana").await;
 
-    for path in ["/no-existe", "/auth", "/rooms/general/nada", "/api/v1/rooms"] {
+    for path in [
+        "/no-existe",
+        "/auth",
+        "/rooms/general/nada",
+        "/api/v1/rooms",
+    ] {
         // Act
         let anonymous = app.get(path, None).await;
         let authenticated = app.get(path, Some(&token)).await;
@@ -288,8 +288,8 @@ async fn malformed_json_is_invalid_input_never_a_500() {
 async fn a_body_without_a_json_content_type_is_invalid_input() {
     // Arrange
     let app = spawn_app(Backend::Memory).await.unwrap();
-    let valid = json!({ "username": "bea", "password": PASSWORD, "email": "bea@example.com" })
-        .to_string();
+    let valid =
+        json!({ "username": "bea", "password": PASSWORD, "email": "bea@example.com" }).to_string();
 
     for content_type in [
         None,
@@ -332,7 +332,11 @@ async fn missing_fields_are_invalid_input() {
         ("/auth/login", None, json!({ "username": "ana" })),
         ("/auth/login", None, json!({ "password": PASSWORD })),
         ("/rooms", Some(token.as_str()), json!({ "name": "Sin id" })),
-        ("/rooms", Some(token.as_str()), json!({ "id": "sin-nombre" })),
+        (
+            "/rooms",
+            Some(token.as_str()),
+            json!({ "id": "sin-nombre" }),
+        ),
         ("/rooms/general/members", Some(token.as_str()), json!({})),
     ];
 
@@ -538,11 +542,7 @@ async fn every_error_answer_has_the_contract_shape_and_a_spanish_message() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
-    assert_error(
-        &app.register("ana").await,
-        StatusCode::CONFLICT,
-        "conflict",
-    );
+    assert_error(&app.register("ana").await, StatusCode::CONFLICT, "conflict");
     assert_error(
         &app.post(
             "/auth/register",
@@ -555,7 +555,14 @@ async fn every_error_answer_has_the_contract_shape_and_a_spanish_message() {
     );
     let too_big = registration_of_size("eva", BODY_LIMIT + 1);
     assert_error(
-        &post_raw(&app, "/auth/register", None, Some("application/json"), too_big).await,
+        &post_raw(
+            &app,
+            "/auth/register",
+            None,
+            Some("application/json"),
+            too_big,
+        )
+        .await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
@@ -566,4 +573,4 @@ async fn every_error_answer_has_the_contract_shape_and_a_spanish_message() {
     assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 
-on_both_backends!(ready_answers_ok_when_every_backend_answers);
+crate::on_both_backends!(ready_answers_ok_when_every_backend_answers);

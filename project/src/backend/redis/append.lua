@@ -18,6 +18,6 @@ local id = string.format('%d', redis.call('INCR', KEYS[1]))
 local frame = ARGV[1] .. id .. ARGV[2]
 redis.call('ZADD', KEYS[2], id, frame)
 if cid_key then redis.call('SET', cid_key, id, 'EX', ARGV[5]) end
--- The fan-out format (see fanout.rs): room \n message id \n user to skip (none) \n frame
+-- The fan-out format (see fanout.rs): room \n message id \n audience (empty: everyone) \n frame
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\n' .. id .. '\n\n' .. frame)
 return {tonumber(id), frame, 0}

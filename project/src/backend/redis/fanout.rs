@@ -7,7 +7,8 @@
 //!
 //! The payload of one event is four fields separated by `\n`, the frame last because it may
 //! contain anything (room ids and usernames never contain `\n`):
-//! `room \n message id or empty \n user to skip or empty \n frame`.
+//! `room \n message id or empty \n audience \n frame`, where the audience is empty for everyone,
+//! `-user` for everyone but that user, and `!user` for that user alone, who loses the room.
 //!
 //! Pub/sub is fire-and-forget: while a node is reconnecting it misses events. Messages are still
 //! in the history, and clients catch up by joining with `since`.
@@ -24,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Keys, RESPONSE_TIMEOUT, store_error};
-use crate::backend::{Fanout, RoomEvent, StoreError, StoreResult};
+use crate::backend::{Audience, Fanout, RoomEvent, StoreError, StoreResult};
 use crate::domain::RoomId;
 use crate::ws::hub::Hub;
 
@@ -66,10 +67,14 @@ impl Fanout for RedisFanout {
 
 /// Writes an event in the channel's format (see the module docs).
 fn encode(event: &RoomEvent) -> StoreResult<String> {
-    let skip_user = event.skip_user.as_deref().unwrap_or("");
-    if skip_user.contains('\n') {
+    let audience = match &event.audience {
+        Audience::Everyone => String::new(),
+        Audience::AllBut(user) => format!("-{user}"),
+        Audience::Revoked(user) => format!("!{user}"),
+    };
+    if audience.contains('\n') {
         return Err(StoreError::Corrupt(format!(
-            "usuario inválido: {skip_user:?}"
+            "usuario inválido: {audience:?}"
         )));
     }
     let message_id = event
@@ -77,7 +82,7 @@ fn encode(event: &RoomEvent) -> StoreResult<String> {
         .map(|id| id.to_string())
         .unwrap_or_default();
     Ok(format!(
-        "{}\n{message_id}\n{skip_user}\n{}",
+        "{}\n{message_id}\n{audience}\n{}",
         event.room,
         event.frame.as_str()
     ))
@@ -92,11 +97,18 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
         "" => None,
         id => Some(id.parse().ok()?),
     };
-    let skip_user = Some(fields.next()?).filter(|user| !user.is_empty());
+    let audience = match fields.next()? {
+        "" => Audience::Everyone,
+        other => match other.split_at(1) {
+            ("-", user) => Audience::AllBut(user.to_owned()),
+            ("!", user) => Audience::Revoked(user.to_owned()),
+            _ => return None,
+        },
+    };
     Some(RoomEvent {
         room,
         message_id,
-        skip_user: skip_user.map(str::to_owned),
+        audience,
         frame: fields.next()?.to_owned().into(),
     })
 }
@@ -140,6 +152,9 @@ impl Listener {
             };
             (self.sink, self.stream) = (sink, stream);
             tracing::info!("conexión pub/sub con Redis restablecida");
+            // Events published while we were away are lost for this node's clients; make them
+            // rejoin with `since`, which fetches exactly those from the history.
+            self.hub.resync_everyone();
         }
     }
 
@@ -210,14 +225,14 @@ mod tests {
         let event = RoomEvent {
             room: RoomId::general(),
             message_id: Some(42),
-            skip_user: Some("ana".into()),
+            audience: Audience::AllBut("ana".into()),
             frame: "{\"text\":\"a\nb\n\nc\"}".into(),
         };
         let wire = encode(&event).unwrap();
         assert_eq!(decode(wire.as_bytes()), Some(event));
         let bare = RoomEvent {
             message_id: None,
-            skip_user: None,
+            audience: Audience::Revoked("bea".into()),
             ..decode(wire.as_bytes()).unwrap()
         };
         assert_eq!(decode(encode(&bare).unwrap().as_bytes()), Some(bare));

@@ -138,6 +138,16 @@ impl RoomStore for RedisRooms {
         Ok(added == 1)
     }
 
+    async fn remove_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
+        let removed: u64 = self
+            .conn
+            .clone()
+            .srem(self.keys.members(room.as_str()), username)
+            .await
+            .map_err(store_error)?;
+        Ok(removed == 1)
+    }
+
     async fn is_member(&self, room: &RoomId, username: &str) -> StoreResult<bool> {
         self.conn
             .clone()
