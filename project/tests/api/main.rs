@@ -16,3 +16,4 @@ mod ws_protocol;
 mod ws_delivery;
 mod cluster;
 mod process;
+mod members;
