@@ -234,15 +234,28 @@ async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let (room_id, room) = existing_room(&state, &id).await?;
     if !room.private {
-        return Err(ApiError::Conflict("las salas públicas no tienen lista de miembros que editar".into()));
+        return Err(ApiError::Conflict(
+            "las salas públicas no tienen lista de miembros que editar".into(),
+        ));
     }
     if room.created_by.as_deref() != Some(caller.username.as_str()) && !caller.is_admin() {
-        return Err(ApiError::Forbidden("solo quien creó la sala o un admin puede quitar miembros".into()));
+        return Err(ApiError::Forbidden(
+            "solo quien creó la sala o un admin puede quitar miembros".into(),
+        ));
     }
-    if !state.backends.rooms.remove_member(&room_id, &username).await? {
-        return Err(ApiError::NotFound(format!("«{username}» no es miembro de la sala")));
+    if !state
+        .backends
+        .rooms
+        .remove_member(&room_id, &username)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "«{username}» no es miembro de la sala"
+        )));
     }
-    let left = crate::ws::protocol::to_json(&crate::ws::protocol::ServerFrame::Left { room: room_id.as_str() });
+    let left = crate::ws::protocol::to_json(&crate::ws::protocol::ServerFrame::Left {
+        room: room_id.as_str(),
+    });
     let revoke = RoomEvent {
         room: room_id.clone(),
         message_id: None,

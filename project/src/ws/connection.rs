@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -108,7 +109,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
         let step = tokio::select! {
             biased;
             _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "el servidor se está reiniciando")),
-            _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "cola de salida llena: reconecta con since")),
+            _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "reconecta y únete con since para recuperar lo perdido")),
             step = step => step,
         };
         if let Err(exit) = step {
@@ -129,9 +130,16 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket closed");
 }
 
-/// Writes one message; a failed write means the peer is gone.
+/// Longest a single write may wait for a peer that stopped reading. In a busy room the queue
+/// overflows first (close 1013); this catches a non-reader in a quiet room.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes one message; a failed or stuck write means the peer is gone.
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), Exit> {
-    socket.send(message).await.map_err(|_| Exit::Gone)
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Exit::Gone),
+    }
 }
 
 async fn send_text(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> Result<(), Exit> {

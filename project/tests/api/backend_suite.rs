@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat::backend::{
-    Audience, Backends, ConnId, Draft, HistoryQuery, LOGIN_WINDOW, RoomEvent, StoreError, StoredFrame,
+    Audience, Backends, ConnId, Draft, HistoryQuery, LOGIN_WINDOW, RoomEvent, StoreError,
+    StoredFrame,
 };
 use chat::domain::{Role, Room, RoomId, User, UserRecord};
 use chat::ws::hub::{Hub, Subscriber};

@@ -1,3 +1,170 @@
 //! Two nodes on one Redis act as one server.
+//!
+//! Each test starts two servers from the same configuration (same Redis, key prefix and JWT
+//! secret) on different ports, as two nodes behind a load balancer would run. Without Redis the
+//! tests are skipped, like the Redis half of `on_both_backends!`.
+
+use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::helpers::*;
+
+/// Two nodes of one cluster, or `None` when there is no Redis.
+async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    let config = test_config(Backend::Redis).await?;
+    let a = spawn_app_with(config.clone()).await;
+    let b = spawn_app_with(config).await;
+    assert_ne!(a.addr, b.addr);
+    Some((a, b))
+}
+
+#[tokio::test]
+async fn users_on_different_nodes_see_each_others_messages() {
+    // Arrange
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut ana = a.connected("ana").await;
+    let bea_token = b.signup("bea").await;
+    let mut bea = b.ws(&bea_token).await;
+    ana.join("general").await;
+    bea.join("general").await;
+
+    // Act
+    let from_a = ana.say("general", "hola desde A").await;
+    let on_b = bea.recv_type("message").await;
+    let from_b = bea.say("general", "hola desde B").await;
+    let on_a = ana.recv_type("message").await;
+
+    // Assert
+    assert_eq!(on_b, from_a);
+    assert_eq!(on_a, from_b);
+    assert_eq!(id_of(&from_b), id_of(&from_a) + 1);
+    assert_eq!(b.history(&bea_token, "general").await, vec![from_a, from_b]);
+}
+
+#[tokio::test]
+async fn messages_sent_at_once_on_both_nodes_arrive_everywhere_in_the_same_order() {
+    // Arrange: on each node, a sender and a watcher.
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut ana = a.connected("ana").await;
+    let mut bea = b.connected("bea").await;
+    let mut watcher_a = a.connected("carl").await;
+    let mut watcher_b = b.connected("dani").await;
+    for client in [&mut ana, &mut bea, &mut watcher_a, &mut watcher_b] {
+        client.join("general").await;
+    }
+    let sends = |who: &str| -> Vec<serde_json::Value> {
+        (0..30)
+            .map(|i| json!({ "type": "send", "room": "general", "text": format!("{who} {i}") }))
+            .collect()
+    };
+
+    // Act: both senders fire 30 messages each without waiting.
+    for (ana_frame, bea_frame) in sends("ana").into_iter().zip(sends("bea")) {
+        ana.send_json(ana_frame).await;
+        bea.send_json(bea_frame).await;
+    }
+    let mut seen = Vec::new();
+    for client in [&mut ana, &mut bea, &mut watcher_a, &mut watcher_b] {
+        seen.push(client.recv_messages(60).await);
+    }
+
+    // Assert: one order for everyone, ids strictly increasing, and each sender's own order kept.
+    for other in &seen[1..] {
+        assert_eq!(other, &seen[0], "two clients saw different orders");
+    }
+    let ids = ids_of(&seen[0]);
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ids not increasing: {ids:?}"
+    );
+    for who in ["ana", "bea"] {
+        let texts: Vec<&str> = seen[0]
+            .iter()
+            .filter(|message| message["user"] == who)
+            .map(|message| message["text"].as_str().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..30).map(|i| format!("{who} {i}")).collect();
+        assert_eq!(texts, expected, "{who}'s messages out of order");
+    }
+}
+
+#[tokio::test]
+async fn presence_on_one_node_is_visible_on_the_other() {
+    // Arrange
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut ana = a.connected("ana").await;
+    let mut bea = b.connected("bea").await;
+    let mut carl = b.connected("carl").await;
+    ana.join("general").await;
+
+    // Act
+    let joined_on_b = bea.join("general").await;
+    let arrival_on_a = ana.recv().await;
+    carl.join("general").await;
+    drop(ana);
+
+    // Assert: B's `joined` counts ana on A; A hears bea arrive; B hears ana leave.
+    assert_eq!(joined_on_b["online"], json!(["ana", "bea"]));
+    assert_eq!(
+        arrival_on_a,
+        json!({ "type": "presence", "room": "general", "user": "bea", "status": "online" })
+    );
+    assert_eq!(bea.recv().await["user"], "carl");
+    assert_eq!(
+        bea.recv().await,
+        json!({ "type": "presence", "room": "general", "user": "ana", "status": "offline" })
+    );
+}
+
+#[tokio::test]
+async fn a_token_issued_by_one_node_is_accepted_by_the_other() {
+    // Arrange
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let token = a.signup("ana").await;
+
+    // Act
+    let me = b.get("/auth/me", Some(&token)).await;
+    let mut ws = b.ws(&token).await;
+
+    // Assert
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    assert_eq!(me.body["username"], "ana");
+    assert_eq!(ws.join("general").await["online"], json!(["ana"]));
+}
+
+#[tokio::test]
+async fn a_room_created_on_one_node_is_listed_and_usable_on_the_other() {
+    // Arrange: B has listed the rooms already (and may have cached the list).
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let token = a.signup("ana").await;
+    let before = b.get("/rooms", Some(&token)).await;
+    assert_eq!(before.status, StatusCode::OK);
+
+    // Act
+    let created = a.create_room(&token, "proyecto", false).await;
+    let listed = b.get("/rooms", Some(&token)).await;
+    let mut ws = b.ws(&token).await;
+    let joined = ws.join("proyecto").await;
+
+    // Assert
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let ids: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| room["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"proyecto"), "B lists {ids:?}");
+    assert_eq!(joined["room"], "proyecto");
+}

@@ -76,7 +76,12 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, http: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+    }
 }
 
 /// An HTTP answer: status, headers and the JSON body (`Value::Null` when not JSON).
@@ -90,7 +95,9 @@ pub struct Answer {
 impl Answer {
     /// The `error.code` of an error body.
     pub fn error_code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
     }
 }
 
@@ -119,7 +126,11 @@ impl TestApp {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer { status, headers, body }
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
@@ -144,19 +155,34 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Answer {
-        self.post("/auth/login", None, &json!({ "username": username, "password": password })).await
+        self.post(
+            "/auth/login",
+            None,
+            &json!({ "username": username, "password": password }),
+        )
+        .await
     }
 
     /// Registers a user and returns a token for it.
     pub async fn signup(&self, username: &str) -> String {
         let answer = self.register(username).await;
-        assert_eq!(answer.status, StatusCode::CREATED, "register {username}: {:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "register {username}: {:?}",
+            answer.body
+        );
         self.token(username, PASSWORD).await
     }
 
     pub async fn token(&self, username: &str, password: &str) -> String {
         let answer = self.login(username, password).await;
-        assert_eq!(answer.status, StatusCode::OK, "login {username}: {:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "login {username}: {:?}",
+            answer.body
+        );
         answer.body["access_token"].as_str().unwrap().to_owned()
     }
 
@@ -172,7 +198,9 @@ impl TestApp {
 
     /// Opens a WebSocket with `?token=`.
     pub async fn ws(&self, token: &str) -> WsClient {
-        WsClient::connect(self.ws_url(token).into_client_request().unwrap()).await.unwrap()
+        WsClient::connect(self.ws_url(token).into_client_request().unwrap())
+            .await
+            .unwrap()
     }
 
     /// Signs up a user and connects it.
@@ -183,7 +211,9 @@ impl TestApp {
 
     /// All the messages of a room, through REST.
     pub async fn history(&self, token: &str, room: &str) -> Vec<Value> {
-        let answer = self.get(&format!("/rooms/{room}/messages?limit=200"), Some(token)).await;
+        let answer = self
+            .get(&format!("/rooms/{room}/messages?limit=200"), Some(token))
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
         answer.body["messages"].as_array().unwrap().clone()
     }
@@ -212,7 +242,10 @@ impl WsClient {
     }
 
     pub async fn send_json(&mut self, frame: Value) {
-        self.stream.send(Message::text(frame.to_string())).await.unwrap();
+        self.stream
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -248,26 +281,32 @@ impl WsClient {
     /// The next `error` frame's code, checking no other frame came first.
     pub async fn recv_error(&mut self) -> String {
         let frame = self.recv().await;
-        assert_eq!(frame["type"], "error", "expected an error frame, got {frame}");
+        assert_eq!(
+            frame["type"], "error",
+            "expected an error frame, got {frame}"
+        );
         frame["code"].as_str().unwrap().to_owned()
     }
 
     /// Joins a room and returns the `joined` frame.
     pub async fn join(&mut self, room: &str) -> Value {
-        self.send_json(json!({ "type": "join", "room": room })).await;
+        self.send_json(json!({ "type": "join", "room": room }))
+            .await;
         let joined = self.recv_type("joined").await;
         assert_eq!(joined["room"], room);
         joined
     }
 
     pub async fn join_since(&mut self, room: &str, since: u64) -> Value {
-        self.send_json(json!({ "type": "join", "room": room, "since": since })).await;
+        self.send_json(json!({ "type": "join", "room": room, "since": since }))
+            .await;
         self.recv_type("joined").await
     }
 
     /// Sends a message and returns the stored `message` frame as the sender sees it.
     pub async fn say(&mut self, room: &str, text: &str) -> Value {
-        self.send_json(json!({ "type": "send", "room": room, "text": text })).await;
+        self.send_json(json!({ "type": "send", "room": room, "text": text }))
+            .await;
         self.recv_type("message").await
     }
 
@@ -331,4 +370,99 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+// ----------------------------------------------------------------------------------------------
+// WebSocket helpers of the ws_* and cluster tests
+// ----------------------------------------------------------------------------------------------
+
+/// Frames one connection may send at once without being rate limited, with some margin
+/// (the contract's burst is 40): a `join` and this many `send`s.
+pub const SENDS_PER_BURST: usize = 35;
+
+impl TestApp {
+    /// The username a token belongs to (`GET /auth/me`).
+    pub async fn username_of(&self, token: &str) -> String {
+        let answer = self.get("/auth/me", Some(token)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        answer.body["username"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts `texts` to `room` as the token's user and returns the stored `message` frames, in
+    /// the order they were stored. Each batch of [`SENDS_PER_BURST`] goes through a fresh
+    /// connection, so posting many messages never hits the per-connection rate limit. The texts
+    /// of one call must differ from each other and from any other sends of the same user meanwhile.
+    pub async fn post_messages(&self, token: &str, room: &str, texts: &[String]) -> Vec<Value> {
+        let me = self.username_of(token).await;
+        let mut stored = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(SENDS_PER_BURST) {
+            let mut client = self.ws(token).await;
+            client.join(room).await;
+            for text in batch {
+                client
+                    .send_json(json!({ "type": "send", "room": room, "text": text }))
+                    .await;
+            }
+            // Wait for every echo (a `leave` right away could overtake them).
+            let mut pending: Vec<&String> = batch.iter().collect();
+            while !pending.is_empty() {
+                let frame = client.recv().await;
+                assert_ne!(frame["type"], "error", "posting to {room} failed: {frame}");
+                if frame["type"] != "message" || frame["user"] != me.as_str() {
+                    continue;
+                }
+                if let Some(at) = pending
+                    .iter()
+                    .position(|text| frame["text"] == text.as_str())
+                {
+                    pending.swap_remove(at);
+                    stored.push(frame);
+                }
+            }
+        }
+        stored
+    }
+
+    /// Posts `count` messages `"{prefix} {i}"` (see [`TestApp::post_messages`]).
+    pub async fn post_numbered(
+        &self,
+        token: &str,
+        room: &str,
+        prefix: &str,
+        count: usize,
+    ) -> Vec<Value> {
+        let texts: Vec<String> = (0..count).map(|i| format!("{prefix} {i}")).collect();
+        self.post_messages(token, room, &texts).await
+    }
+}
+
+impl WsClient {
+    /// The next `count` `message` frames, skipping frames of other types.
+    pub async fn recv_messages(&mut self, count: usize) -> Vec<Value> {
+        let mut messages = Vec::with_capacity(count);
+        while messages.len() < count {
+            messages.push(self.recv_type("message").await);
+        }
+        messages
+    }
+
+    /// Asserts that the next frame is exactly `expected` (a sentinel sent after something that
+    /// must not reach this connection: since a room's events arrive in order, anything that
+    /// should not have come would arrive first).
+    pub async fn assert_next(&mut self, expected: &Value) {
+        let frame = self.recv().await;
+        assert_eq!(&frame, expected, "expected {expected} next, got {frame}");
+    }
+}
+
+/// The `id` of a `message` frame.
+pub fn id_of(frame: &Value) -> u64 {
+    frame["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a message frame: {frame}"))
+}
+
+/// The ids of `message` frames.
+pub fn ids_of(frames: &[Value]) -> Vec<u64> {
+    frames.iter().map(id_of).collect()
 }

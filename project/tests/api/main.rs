@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod helpers;
-mod backend_suite;
-mod redis_server;
-mod http_basics;
 mod auth;
-mod rooms;
-mod ws_upgrade;
-mod ws_protocol;
-mod ws_delivery;
+mod backend_suite;
 mod cluster;
-mod process;
+mod helpers;
+mod http_basics;
 mod members;
+mod process;
+mod redis_server;
+mod rooms;
+mod ws_delivery;
+mod ws_protocol;
+mod ws_upgrade;

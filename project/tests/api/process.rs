@@ -59,7 +59,11 @@ impl Process {
         })
         .await
         .expect("the binary did not say where it listens");
-        Self { child, output, base }
+        Self {
+            child,
+            output,
+            base,
+        }
     }
 
     fn output(&self) -> String {
@@ -69,7 +73,10 @@ impl Process {
     /// The admin password printed at start-up.
     fn admin_password(&self) -> String {
         let output = self.output();
-        let start = output.find("contraseña «").expect("no admin password printed") + "contraseña «".len();
+        let start = output
+            .find("contraseña «")
+            .expect("no admin password printed")
+            + "contraseña «".len();
         let end = start + output[start..].find('»').unwrap();
         output[start..end].to_owned()
     }
@@ -77,7 +84,9 @@ impl Process {
 
 /// `http://127.0.0.1:PORT` from the "escuchando en" line.
 fn listening_address(output: &str) -> Option<String> {
-    let line = output.lines().find(|line| line.contains("escuchando en http://"))?;
+    let line = output
+        .lines()
+        .find(|line| line.contains("escuchando en http://"))?;
     let start = line.find("http://")?;
     let rest = &line[start..];
     let end = rest.find(' ').unwrap_or(rest.len());
@@ -85,7 +94,8 @@ fn listening_address(output: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn the_binary_prints_the_admin_password_keeps_tokens_out_of_logs_and_closes_1001_on_sigterm() {
+async fn the_binary_prints_the_admin_password_keeps_tokens_out_of_logs_and_closes_1001_on_sigterm()
+{
     let mut process = Process::start().await;
     let http = reqwest::Client::new();
 
@@ -97,24 +107,54 @@ async fn the_binary_prints_the_admin_password_keeps_tokens_out_of_logs_and_close
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let token = login.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = login.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    let ws_url = format!("{}/ws?token={token}", process.base.replacen("http", "ws", 1));
-    let mut client = WsClient::connect(ws_url.into_client_request().unwrap()).await.unwrap();
+    let ws_url = format!(
+        "{}/ws?token={token}",
+        process.base.replacen("http", "ws", 1)
+    );
+    let mut client = WsClient::connect(ws_url.into_client_request().unwrap())
+        .await
+        .unwrap();
     client.join("general").await;
     client.say("general", "hola antes de apagar").await;
 
     let pid = process.child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(killed.success());
 
-    let close = client.closed().await.expect("the server sent no close frame");
+    let close = client
+        .closed()
+        .await
+        .expect("the server sent no close frame");
     assert_eq!(u16::from(close.code), 1001);
-    let status = tokio::time::timeout(Duration::from_secs(30), process.child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "the process should exit cleanly on SIGTERM, got {status}");
+    let status = tokio::time::timeout(Duration::from_secs(30), process.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the process should exit cleanly on SIGTERM, got {status}"
+    );
 
     let output = process.output();
-    assert!(output.contains("/ws"), "the trace logs should mention the request to /ws:\n{output}");
-    assert!(!output.contains(&token), "a token reached the logs:\n{output}");
-    assert!(!output.contains("token="), "the query string reached the logs:\n{output}");
+    assert!(
+        output.contains("/ws"),
+        "the trace logs should mention the request to /ws:\n{output}"
+    );
+    assert!(
+        !output.contains(&token),
+        "a token reached the logs:\n{output}"
+    );
+    assert!(
+        !output.contains("token="),
+        "the query string reached the logs:\n{output}"
+    );
 }

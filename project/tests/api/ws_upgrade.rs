@@ -113,9 +113,10 @@ async fn an_upgrade_without_a_token_is_refused_with_401_and_a_json_error() {
 async fn an_upgrade_with_a_bad_token_is_refused_with_401() {
     // Arrange
     let app = memory_app().await;
+    let exp = jsonwebtoken::get_current_timestamp() + 600;
     let other_secret = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &json!({ "sub": "ana", "role": "admin", "exp": jsonwebtoken::get_current_timestamp() + 600 }),
+        &json!({ "sub": "ana", "role": "admin", "exp": exp }),
         &jsonwebtoken::EncodingKey::from_secret(b"otro-secreto"),
     )
     .unwrap();
