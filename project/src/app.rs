@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
@@ -18,6 +19,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::tokens::Tokens;
 use crate::backend::{self, Backends};
 use crate::config::Config;
+use crate::dashboard::activity::{Activity, ActivityFeed};
 use crate::domain::{Email, Password, Role, Room, Username};
 use crate::error::ApiError;
 use crate::ws::hub::Hub;
@@ -39,12 +41,16 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every WebSocket connection and background task, so that shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Where joins, leaves, messages and job transitions are reported for the dashboard.
+    pub activity: ActivityFeed,
 }
 
 /// A server ready to serve: backends connected, admin and `general` in place.
 pub struct App {
     state: AppState,
     admin_password: Option<String>,
+    /// The activity events recorded by the chat, for the dashboard's recorder task.
+    activity_events: Option<mpsc::Receiver<Activity>>,
 }
 
 impl App {
@@ -75,7 +81,9 @@ impl App {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
+        let (activity, activity_events) = ActivityFeed::channel();
         let state = AppState {
+            activity,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl())),
             origins: Arc::new(OriginPolicy::from_config(config.allowed_origins.as_deref())),
             config: Arc::new(config),
@@ -88,6 +96,7 @@ impl App {
         Ok(Self {
             state,
             admin_password,
+            activity_events: Some(activity_events),
         })
     }
 
