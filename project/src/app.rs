@@ -43,6 +43,12 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Where joins, leaves, messages and job transitions are reported for the dashboard.
     pub activity: ActivityFeed,
+    /// The live dashboard: activity log, stats snapshot and SSE subscribers.
+    pub dashboard: crate::dashboard::Dashboard,
+    /// The cache of `GET /rooms` and `GET /admin/stats` (Redis when configured, else in process).
+    pub cache: crate::cache::Cache,
+    /// Background jobs: mention e-mails and their records (see [`crate::jobs`]).
+    pub jobs: crate::jobs::Jobs,
 }
 
 /// A server ready to serve: backends connected, admin and `general` in place.
@@ -51,11 +57,15 @@ pub struct App {
     admin_password: Option<String>,
     /// The activity events recorded by the chat, for the dashboard's recorder task.
     activity_events: Option<mpsc::Receiver<Activity>>,
+    /// The job workers, started by `serve`.
+    job_workers: Option<crate::jobs::Workers>,
 }
 
 impl App {
     /// Connects the backends chosen by `config` and bootstraps the admin account and `general`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Before anything can record: the recorder is process-wide and shared by every app.
+        crate::metrics::install();
         let hub = Arc::new(Hub::new());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -72,6 +82,7 @@ impl App {
                 .await?
             }
         };
+        let cache = crate::cache::Cache::from_config(&config).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
             None => {
@@ -82,13 +93,20 @@ impl App {
             }
         };
         let (activity, activity_events) = ActivityFeed::channel();
+        let dashboard =
+            crate::dashboard::Dashboard::build(&config, &tasks, shutdown.clone()).await?;
+        let (jobs, job_workers) =
+            crate::jobs::Jobs::build(&config, activity.clone(), &tasks, shutdown.clone()).await?;
         let state = AppState {
             activity,
+            dashboard,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl())),
             origins: Arc::new(OriginPolicy::from_config(config.allowed_origins.as_deref())),
             config: Arc::new(config),
             backends,
+            cache,
             hub,
+            jobs,
             shutdown,
             tasks,
         };
@@ -97,6 +115,7 @@ impl App {
             state,
             admin_password,
             activity_events: Some(activity_events),
+            job_workers: Some(job_workers),
         })
     }
 
@@ -117,9 +136,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
+        if let Some(events) = self.activity_events {
+            crate::dashboard::spawn_workers(&state, events);
+        }
+        if let Some(workers) = self.job_workers {
+            workers.start(&state);
+        }
         let token = state.shutdown.clone();
         let grace = state.config.shutdown_grace();
         let router = router(state.clone());
+        crate::metrics::spawn_upkeep(&state);
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down: closing connections");
@@ -191,15 +217,20 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
 /// Every route, with tracing, the body limit and JSON answers for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(auth::routes::router())
         .merge(rooms::routes::router())
         .merge(ws::router())
         .merge(web::router())
+        .merge(crate::dashboard::router())
+        .merge(crate::metrics::router())
+        .merge(crate::jobs::router())
+        .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound("ruta no encontrada".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -214,7 +245,27 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), route)
 }
 
+/// `/health`: 200 while the process serves (liveness; it checks no backend on purpose).
+#[utoipa::path(
+    get, path = "/health", tag = "operaciones",
+    summary = "Vida del proceso",
+    description = "Vida del proceso: responde 200 mientras el servidor atiende peticiones. No comprueba los backends (para eso está `/ready`).",
+    responses((status = 200, description = "El proceso está vivo", body = crate::openapi::Health)),
+)]
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
 /// `/ready`: 200 when every backend answers, else 503 naming the one that failed.
+#[utoipa::path(
+    get, path = "/ready", tag = "operaciones",
+    summary = "Preparación de los backends",
+    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden; si no, 503 con `\"status\":\"degraded\"` y el backend que falló en `checks`.",
+    responses(
+        (status = 200, description = "Todos los backends responden", body = crate::openapi::Readiness),
+        (status = 503, description = "Algún backend no responde", body = crate::openapi::Readiness),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut healthy = true;
@@ -234,6 +285,15 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             checks.insert(check.name().into(), Value::from(status));
         }
     }
+    let queue = match state.jobs.check().await {
+        Ok(()) => "ok",
+        Err(error) => {
+            tracing::warn!(%error, "readiness check of the job queue failed");
+            healthy = false;
+            "down"
+        }
+    };
+    checks.insert("queue".into(), Value::from(queue));
     let (status, word) = if healthy {
         (StatusCode::OK, "ok")
     } else {

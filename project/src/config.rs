@@ -64,6 +64,21 @@ pub struct Config {
     /// Seconds that shutdown waits for connections to close before giving up on them.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Seconds between the `: keep-alive` comments of a dashboard's SSE stream (sent on their
+    /// own timer, whatever else the stream sends, so proxies never see an idle connection).
+    #[arg(long, env = "CHAT_SSE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub sse_keepalive_secs: u64,
+
+    /// Background jobs: mention e-mails (SMTP or outbox), retries, the periodic sweep. They live
+    /// beside the code that uses them, in [`crate::jobs::JobsConfig`].
+    #[command(flatten)]
+    pub jobs: crate::jobs::JobsConfig,
+
+    /// The TTLs of the cache of `GET /rooms` and `GET /admin/stats`, in
+    /// [`crate::cache::CacheConfig`].
+    #[command(flatten)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 impl Config {
@@ -86,5 +101,10 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The dashboard's keep-alive period (at least one second).
+    pub fn sse_keepalive(&self) -> Duration {
+        Duration::from_secs(self.sse_keepalive_secs.max(1))
     }
 }

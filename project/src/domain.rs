@@ -137,18 +137,23 @@ impl fmt::Debug for Password {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(description = "Rol de la cuenta: `member` o `admin`")]
 pub enum Role {
     Member,
     Admin,
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(description = "Una cuenta tal como la muestra la API (nunca incluye la contraseña)")]
 pub struct User {
+    #[schema(example = "5f0c1b9e-8d1a-4c55-9a57-3a7f1e2b6c01")]
     pub id: String,
+    #[schema(example = "ana_99", pattern = "^[a-z0-9_]{3,32}$")]
     pub username: String,
+    #[schema(example = "ana@example.com")]
     pub email: String,
     pub role: Role,
 }
@@ -171,22 +176,31 @@ pub struct Room {
 }
 
 /// A stored chat message. Its JSON is exactly the live `message` frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    description = "Un mensaje guardado: idéntico al frame `message` del WebSocket. `id` es un entero por sala, estrictamente creciente; `client_id` solo aparece si el cliente lo envió"
+)]
 pub struct ChatMessage {
     #[serde(rename = "type")]
     pub kind: MessageTag,
+    #[schema(example = "general")]
     pub room: String,
+    #[schema(example = 42)]
     pub id: u64,
+    #[schema(example = "ana_99")]
     pub user: String,
+    #[schema(example = "hola @luis")]
     pub text: String,
+    #[schema(example = "2026-11-27T10:15:00.123Z")]
     pub ts: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_id: Option<String>,
 }
 
 /// The constant `"type":"message"` tag of a [`ChatMessage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(description = "Siempre `message`")]
 pub enum MessageTag {
     Message,
 }

@@ -13,7 +13,8 @@ use crate::backend::StoreError;
 use crate::domain::Invalid;
 
 /// Every error a REST route (or a refused WebSocket upgrade) can answer.
-#[derive(Debug, thiserror::Error)]
+/// `Clone`, so that the requests that waited for one cached computation can share its error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidInput(String),

@@ -8,12 +8,15 @@
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod error;
 pub mod jobs;
+pub mod mentions;
 pub mod metrics;
+pub mod openapi;
 pub mod rooms;
 pub mod telemetry;
 pub mod web;

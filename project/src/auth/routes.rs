@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{AuthUser, passwords};
 use crate::app::AppState;
@@ -19,13 +19,28 @@ pub fn router() -> Router<AppState> {
         .route("/auth/me", get(me))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "Datos para crear una cuenta")]
 struct RegisterRequest {
+    #[schema(example = "ana_99", pattern = "^[a-z0-9_]{3,32}$")]
     username: String,
+    #[schema(example = "contraseña-segura", min_length = 8)]
     password: String,
+    #[schema(example = "ana@example.com")]
     email: String,
 }
 
+#[utoipa::path(
+    post, path = "/auth/register", tag = "cuentas",
+    summary = "Crear una cuenta",
+    description = "Crea una cuenta con rol `member`. La contraseña se guarda solo como hash Argon2id.",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Cuenta creada", body = User),
+        (status = 409, description = "El nombre de usuario o el e-mail ya existen (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Usuario que no es de 3 a 32 caracteres `[a-z0-9_]`, contraseña de menos de 8 caracteres o e-mail no válido (`invalid_input`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     extract::Json(request): extract::Json<RegisterRequest>,
@@ -63,16 +78,45 @@ pub async fn create_user(
     Ok(user)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "Credenciales para iniciar sesión")]
 struct LoginRequest {
+    #[schema(example = "ana_99")]
     username: String,
+    #[schema(example = "contraseña-segura")]
     password: String,
 }
 
+/// The answer of a successful login.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(
+    description = "Token JWT (HS256) para la cabecera `Authorization: Bearer` o el parámetro `?token=` de `/ws`; `expires_in` son los segundos que le quedan de vida"
+)]
+struct TokenResponse {
+    access_token: String,
+    #[schema(example = "bearer")]
+    token_type: &'static str,
+    #[schema(example = 3600)]
+    expires_in: u64,
+}
+
+#[utoipa::path(
+    post, path = "/auth/login", tag = "cuentas",
+    summary = "Iniciar sesión",
+    description = "Inicia sesión y devuelve un token. Tras 5 fallos en un minuto para un mismo usuario (exista o no), todo intento recibe 429 con `Retry-After` hasta que pasa el minuto; un inicio correcto reinicia la cuenta.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Sesión iniciada", body = TokenResponse),
+        (status = 401, description = "Usuario o contraseña incorrectos (la misma respuesta en ambos casos)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Demasiados fallos seguidos (`rate_limited`)", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Segundos que faltan, de 1 a 60"))),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     extract::Json(request): extract::Json<LoginRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenResponse>, ApiError> {
     // The limiter counts any username, known or not, so it cannot be used to probe accounts.
     // Keys are bounded in length so a client cannot make us store huge keys.
     let limiter_key: String = request.username.to_lowercase().chars().take(64).collect();
@@ -98,13 +142,23 @@ async fn login(
         .tokens
         .issue(&record.user.username, record.user.role)
         .map_err(|error| ApiError::Unavailable(error.to_string()))?;
-    Ok(Json(json!({
-        "access_token": token,
-        "token_type": "bearer",
-        "expires_in": state.tokens.ttl().as_secs(),
-    })))
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "bearer",
+        expires_in: state.tokens.ttl().as_secs(),
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/auth/me", tag = "cuentas",
+    summary = "Mi cuenta",
+    description = "La cuenta dueña del token.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "La cuenta", body = User),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<User>, ApiError> {
     let record = state.backends.users.user_by_name(&caller.username).await?;
     record

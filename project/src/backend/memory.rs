@@ -235,10 +235,11 @@ impl MessageLog for MemoryLog {
     }
 }
 
-/// room → user → that user's connections in the room.
+/// room → user → that user's connections in the room; and user → all their connections.
 #[derive(Default)]
 struct MemoryPresence {
     rooms: Mutex<HashMap<RoomId, HashMap<String, HashSet<ConnId>>>>,
+    users: Mutex<HashMap<String, HashSet<ConnId>>>,
 }
 
 #[async_trait]
@@ -278,6 +279,29 @@ impl Presence for MemoryPresence {
             .unwrap_or_default();
         users.sort();
         Ok(users)
+    }
+
+    async fn connect(&self, user: &str, conn: ConnId) -> StoreResult<()> {
+        lock(&self.users)
+            .entry(user.to_owned())
+            .or_default()
+            .insert(conn);
+        Ok(())
+    }
+
+    async fn disconnect(&self, user: &str, conn: ConnId) -> StoreResult<()> {
+        let mut users = lock(&self.users);
+        if let Some(connections) = users.get_mut(user) {
+            connections.remove(&conn);
+            if connections.is_empty() {
+                users.remove(user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn is_connected(&self, user: &str) -> StoreResult<bool> {
+        Ok(lock(&self.users).contains_key(user))
     }
 }
 

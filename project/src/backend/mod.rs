@@ -137,6 +137,13 @@ pub trait Presence: Send + Sync {
     async fn leave(&self, room: &RoomId, user: &str, conn: ConnId) -> StoreResult<bool>;
     /// Usernames online in the room, sorted.
     async fn online(&self, room: &RoomId) -> StoreResult<Vec<String>>;
+    /// Records one of the user's connections, joined to rooms or not, for as long as it lives:
+    /// a mention notifies a connected user with a frame, and e-mails the others.
+    async fn connect(&self, user: &str, conn: ConnId) -> StoreResult<()>;
+    /// Forgets the connection recorded by [`Presence::connect`].
+    async fn disconnect(&self, user: &str, conn: ConnId) -> StoreResult<()>;
+    /// Whether the user has a live connection on any node.
+    async fn is_connected(&self, user: &str) -> StoreResult<bool>;
 }
 
 /// One event for the connections that joined a room, already serialized.
@@ -160,6 +167,9 @@ pub enum Audience {
     /// Only this user's connections, which lose access to the room: they leave it and receive
     /// the frame (a `left`). This is how a removal from a private room reaches every node.
     Revoked(String),
+    /// Every connection of this user, on any node, whether it joined the room or not: a
+    /// `notification` about the room (a mention).
+    User(String),
 }
 
 /// Fan-out of the events that are not stored (presence, typing) to every node.

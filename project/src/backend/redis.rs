@@ -22,6 +22,7 @@
 //! | `{p}:cid:{room}:{user}:{client_id}` | string | the id a `client_id` got (expires after 600 s) |
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
 //! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
+//! | `{p}:sessions:{user}` | sorted set | all the user's connection ids, joined or not, scored by expiry (ms) |
 //! | `{p}:login:{username}` | string | failed logins in the current window (expires with it) |
 //! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
 
@@ -141,6 +142,10 @@ impl Keys {
 
     fn conns(&self, room: &str, user: &str) -> String {
         format!("{}:conns:{room}:{user}", self.prefix)
+    }
+
+    fn sessions(&self, user: &str) -> String {
+        format!("{}:sessions:{user}", self.prefix)
     }
 
     fn login(&self, username: &str) -> String {

@@ -1,13 +1,13 @@
 //! Activity events: what happens in the chat (joins, leaves, messages, job transitions), as
 //! the dashboard shows it. Never the text of a message.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::domain::now_rfc3339;
 
 /// What kind of thing happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActivityKind {
     Join,
@@ -18,7 +18,7 @@ pub enum ActivityKind {
 
 /// One activity event, as the `data` of an SSE `activity` event (its `id:` is assigned when it
 /// is stored).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
     pub kind: ActivityKind,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,11 +48,19 @@ impl Activity {
     }
 
     pub fn join(room: &str, user: &str) -> Self {
-        Self { room: Some(room.into()), user: Some(user.into()), ..Self::new(ActivityKind::Join) }
+        Self {
+            room: Some(room.into()),
+            user: Some(user.into()),
+            ..Self::new(ActivityKind::Join)
+        }
     }
 
     pub fn leave(room: &str, user: &str) -> Self {
-        Self { room: Some(room.into()), user: Some(user.into()), ..Self::new(ActivityKind::Leave) }
+        Self {
+            room: Some(room.into()),
+            user: Some(user.into()),
+            ..Self::new(ActivityKind::Leave)
+        }
     }
 
     /// A message was stored; the text is deliberately not part of it.
@@ -67,7 +75,11 @@ impl Activity {
 
     /// A background job moved to `status` (`pending`, `running`, `done`, `failed`, `dead`).
     pub fn job(job_id: &str, status: &str) -> Self {
-        Self { job_id: Some(job_id.into()), status: Some(status.into()), ..Self::new(ActivityKind::Job) }
+        Self {
+            job_id: Some(job_id.into()),
+            status: Some(status.into()),
+            ..Self::new(ActivityKind::Job)
+        }
     }
 }
 

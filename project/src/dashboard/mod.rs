@@ -1,3 +1,208 @@
 //! The live dashboard: activity events, the per-second stats snapshot, and the SSE stream.
+//!
+//! - [`activity`]: what the chat reports (joins, leaves, messages, job transitions).
+//! - [`log`]: numbers and keeps the events (in process, or in Redis via [`redis_log`] so that a
+//!   cluster shares one sequence), and announces them on the node's live channel.
+//! - [`stats`]: the snapshot, computed once per second per node for every dashboard.
+//! - [`sse`]: `GET /dashboard/events`; `GET /dashboard` is the page that reads it.
+//!
+//! The chat never waits for the dashboard: the hot paths only `try_send` into a bounded queue
+//! ([`activity::ActivityFeed`]), and one recorder task per node stores what it drains.
 
 pub mod activity;
+pub mod log;
+pub mod redis_log;
+pub mod sse;
+pub mod stats;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::activity::Activity;
+use self::log::{ActivityLog, LiveFeed, MemoryActivityLog};
+use self::stats::{Latest, RateWindow};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::backend::StoreError;
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Events the live channel holds for its slowest reader before that reader lags (and then
+/// catches up from the log): the memory a stalled dashboard can pin, shared by all of them.
+pub const LIVE_CAPACITY: usize = 1024;
+/// Most events the recorder stores in one round trip.
+const RECORD_BATCH: usize = 100;
+
+/// The dashboard's share of the server state. Cheap to clone.
+#[derive(Clone)]
+pub struct Dashboard {
+    log: Arc<dyn ActivityLog>,
+    live: LiveFeed,
+    latest: Arc<Latest>,
+    rates: Arc<Mutex<RateWindow>>,
+    connections: Arc<AtomicU64>,
+    keep_alive: Duration,
+}
+
+impl Dashboard {
+    /// The in-process log, or the cluster's in Redis when `config.redis_url` is set (then the
+    /// node's activity listener is spawned on `tasks` and stops with `shutdown`).
+    pub async fn build(
+        config: &Config,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let log: Arc<dyn ActivityLog> = match &config.redis_url {
+            None => Arc::new(MemoryActivityLog::new(live.clone())),
+            Some(url) => {
+                redis_log::connect(url, &config.redis_prefix, live.clone(), tasks, shutdown).await?
+            }
+        };
+        Ok(Self {
+            log,
+            live,
+            latest: Arc::new(watch::Sender::new(None)),
+            rates: Arc::default(),
+            connections: Arc::default(),
+            keep_alive: config.sse_keepalive(),
+        })
+    }
+
+    /// Counts one open WebSocket until the guard is dropped (the `connections` number).
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            connections: self.connections.clone(),
+        }
+    }
+
+    /// This node's open WebSockets.
+    pub fn local_connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps a WebSocket counted in the dashboard's `connections` while it lives.
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    connections: Arc<AtomicU64>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts the node's dashboard tasks on `state.tasks`: the recorder that stores what the chat
+/// reports in `events`, and the stats task. Both stop when `state.shutdown` is cancelled.
+pub fn spawn_workers(state: &AppState, events: mpsc::Receiver<Activity>) {
+    let dashboard = &state.dashboard;
+    // Subscribe now, before anything is recorded, so the stats count every message.
+    let live = dashboard.live.subscribe();
+    state.tasks.spawn(record(
+        dashboard.log.clone(),
+        events,
+        state.shutdown.clone(),
+    ));
+    state.tasks.spawn(stats::run(state.clone(), live));
+}
+
+/// Drains the activity queue into the log, in batches, until shutdown.
+async fn record(
+    log: Arc<dyn ActivityLog>,
+    mut events: mpsc::Receiver<Activity>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = events.recv_many(&mut batch, RECORD_BATCH) => received,
+        };
+        if received == 0 {
+            return;
+        }
+        if let Err(error) = log.append(&batch).await {
+            tracing::warn!(%error, lost = batch.len(), "no se pudo guardar la actividad");
+        }
+        batch.clear();
+    }
+}
+
+const PAGE_HTML: &str = include_str!("page.html");
+const PAGE_JS: &str = include_str!("dashboard.js");
+const PAGE_CSS: &str = include_str!("dashboard.css");
+
+/// `/dashboard` (the page and its assets), `/dashboard/events` and `/admin/stats`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/dashboard",
+            get(|| async { asset("text/html; charset=utf-8", PAGE_HTML) }),
+        )
+        .route(
+            "/dashboard/dashboard.js",
+            get(|| async { asset("text/javascript; charset=utf-8", PAGE_JS) }),
+        )
+        .route(
+            "/dashboard/dashboard.css",
+            get(|| async { asset("text/css; charset=utf-8", PAGE_CSS) }),
+        )
+        .route("/dashboard/events", get(sse::events))
+        .route("/admin/stats", get(admin_stats))
+}
+
+/// An embedded asset; `no-cache` makes browsers revalidate, so a new build is seen at once.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        body,
+    )
+}
+
+/// `GET /admin/stats` (admin): the current snapshot, the `data` of a `stats` event, served
+/// through the cache (2 s by default, `X-Cache: HIT|MISS`). The role is checked before the
+/// cache is asked, so a cached body never reaches a non-admin.
+#[utoipa::path(
+    get, path = "/admin/stats", tag = "admin",
+    summary = "Estadísticas del sistema",
+    description = "Instantánea del sistema (los mismos datos que el evento `stats` del panel). Se sirve desde una caché de unos segundos (5 como mucho).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "La instantánea", body = crate::openapi::AdminStats,
+            headers(("X-Cache" = String, description = "`HIT` si vino de la caché, `MISS` si se calculó"))),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Tu cuenta no es admin (`forbidden`)", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub async fn admin_stats(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<crate::cache::Cached, ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden(
+            "solo un administrador puede ver las estadísticas".into(),
+        ));
+    }
+    state.cache.admin_stats(|| stats_json(&state)).await
+}
+
+/// Builds the body of `GET /admin/stats`: a fresh snapshot as JSON. A plain function so that
+/// a cache can wrap it.
+pub async fn stats_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
+    let stats = stats::snapshot(state).await?;
+    serde_json::to_value(stats)
+        .map_err(|error| ApiError::Unavailable(format!("estadísticas no serializables: {error}")))
+}

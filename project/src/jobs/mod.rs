@@ -1,6 +1,54 @@
-//! Background jobs (mentions → e-mails, periodic work).
+//! Background jobs: mention e-mails and scheduled work, with apalis.
+//!
+//! The pieces, one file each:
+//! - `queue.rs`: where jobs wait, apalis's in-process backend or `apalis-redis` (with
+//!   `REDIS_URL`, shared by every node and surviving restarts);
+//! - `store.rs`: our record of each job's life (`pending`, `running`, `done`, `failed`,
+//!   `dead`), which `GET /admin/jobs`, the dashboard and the metrics read;
+//! - `email.rs`: the Spanish templates and the mailer (SMTP, or `.eml` files in an outbox);
+//! - `worker.rs`: the apalis workers: run a job, retry it with exponential backoff, give up;
+//! - `schedule.rs`: the periodic sweep of old records, once per period in the whole cluster;
+//! - `window.rs`: at most one mention e-mail per (user, room) per window;
+//! - `routes.rs`: `GET /admin/jobs`.
+//!
+//! [`crate::mentions`] decides who gets a `notification` frame and who gets an e-mail job.
+//! The chat never waits for any of this: a sent message is handed over with a `try_send`, and
+//! e-mails are sent by workers, each attempt with a time limit.
 
+mod config;
+pub mod email;
+mod queue;
+pub(crate) mod routes;
+mod schedule;
+mod store;
+mod window;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis_core::backend::dequeue::VecDequeBackend;
+use apalis_redis::RedisStorage;
+use lettre::message::Mailbox;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::JobsConfig;
+pub use routes::router;
+
+use self::email::{EmailJob, Mailer, Mention};
+use self::queue::EmailQueue;
+use self::store::JobStore;
+use self::window::EmailWindow;
+use crate::app::AppState;
+use crate::backend::{StoreError, StoreResult};
+use crate::dashboard::activity::{Activity, ActivityFeed};
+use crate::domain::{RoomId, now_rfc3339};
+use crate::mentions::SentMessage;
+use crate::metrics::{JOBS_QUEUE_DEPTH, JOBS_TOTAL};
 
 /// Where a job is in its life. `failed` means the last attempt failed and another is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -13,6 +61,38 @@ pub enum JobStatus {
     Dead,
 }
 
+impl JobStatus {
+    /// Every status, in the contract's order.
+    pub const ALL: [JobStatus; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Done,
+        Self::Failed,
+        Self::Dead,
+    ];
+
+    /// The contract's word for it (`?status=` and the JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// `done` and `dead` are final: nothing happens to such a job any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Dead)
+    }
+
+    /// Parses the contract's word; `None` for anything else.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == word)
+    }
+}
+
 /// How many jobs are in each status (the dashboard's `jobs` object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobCounts {
@@ -21,4 +101,245 @@ pub struct JobCounts {
     pub done: u64,
     pub failed: u64,
     pub dead: u64,
+}
+
+/// One job as `GET /admin/jobs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    /// What the job does: `email`.
+    pub kind: String,
+    pub status: JobStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Messages waiting for the mention logic; beyond this, new ones are dropped (and logged)
+/// rather than making the chat wait.
+const MENTION_QUEUE: usize = 1024;
+/// Jobs that may wait (`pending` or `failed`) before new e-mails are refused: a mail server
+/// that is down for hours must not grow the queue without bound.
+const MAX_WAITING_JOBS: u64 = 10_000;
+/// Redis command time limit for the jobs' connection (the same as the backends').
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The handle the rest of the server uses: queue work, read job records. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: JobsConfig,
+    store: JobStore,
+    queue: EmailQueue,
+    window: EmailWindow,
+    mentions: mpsc::Sender<SentMessage>,
+    activity: ActivityFeed,
+}
+
+/// The parts that start running once the whole [`AppState`] exists (they need it).
+pub struct Workers {
+    mentions: mpsc::Receiver<SentMessage>,
+    mailer: Mailer,
+    from: Mailbox,
+    redis: Option<(ConnectionManager, String)>,
+}
+
+impl Jobs {
+    /// Connects the queue and the records (Redis when `config.redis_url` is set) and prepares
+    /// the mailer; nothing runs until [`Workers::start`].
+    pub async fn build(
+        config: &crate::Config,
+        activity: ActivityFeed,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Self, Workers)> {
+        let mailer = Mailer::from_config(&config.jobs)?;
+        let from: Mailbox = config.jobs.mail_from.parse().map_err(|error| {
+            anyhow::anyhow!("CHAT_MAIL_FROM no es una dirección válida: {error}")
+        })?;
+        let (store, queue, window, redis) = match &config.redis_url {
+            None => (
+                JobStore::memory(),
+                EmailQueue::Memory {
+                    backend: VecDequeBackend::new(),
+                    tasks: tasks.clone(),
+                    shutdown,
+                },
+                EmailWindow::memory(),
+                None,
+            ),
+            Some(url) => {
+                let conn = redis::Client::open(url.as_str())?
+                    .get_connection_manager_with_config(
+                        ConnectionManagerConfig::new()
+                            .set_response_timeout(Some(REDIS_TIMEOUT))
+                            .set_connection_timeout(Some(REDIS_TIMEOUT))
+                            .set_number_of_retries(2),
+                    )
+                    .await?;
+                let prefix = &config.redis_prefix;
+                let storage = RedisStorage::<EmailJob>::new(conn.clone())
+                    .with_config(worker::redis_queue_config(prefix, &config.jobs));
+                (
+                    JobStore::redis(conn.clone(), prefix),
+                    EmailQueue::Redis(Box::new(storage)),
+                    EmailWindow::redis(conn.clone(), prefix),
+                    Some((conn, prefix.clone())),
+                )
+            }
+        };
+        let (mentions, mentions_rx) = mpsc::channel(MENTION_QUEUE);
+        let jobs = Self {
+            shared: Arc::new(Shared {
+                config: config.jobs.clone(),
+                store,
+                queue,
+                window,
+                mentions,
+                activity,
+            }),
+        };
+        let workers = Workers {
+            mentions: mentions_rx,
+            mailer,
+            from,
+            redis,
+        };
+        Ok((jobs, workers))
+    }
+
+    /// How many jobs are in each status (the dashboard's `jobs`).
+    pub async fn counts(&self) -> Result<JobCounts, StoreError> {
+        self.shared.store.counts().await
+    }
+
+    /// The newest job records, all or those in one status.
+    pub async fn list(&self, status: Option<JobStatus>) -> StoreResult<Vec<JobRecord>> {
+        self.shared.store.list(status).await
+    }
+
+    /// `/ready`'s `queue` check: the job records answer.
+    pub async fn check(&self) -> StoreResult<()> {
+        self.counts().await.map(drop)
+    }
+
+    /// Hands a freshly stored message to the mention logic. Never waits: called on the
+    /// connection's path, so when the mention queue is full the message's mentions are dropped.
+    pub fn message_sent(&self, room: RoomId, message_id: u64, author: &str, text: String) {
+        let message = SentMessage {
+            room,
+            message_id,
+            author: author.to_owned(),
+            text,
+        };
+        if let Err(mpsc::error::TrySendError::Full(message)) =
+            self.shared.mentions.try_send(message)
+        {
+            tracing::warn!(room = %message.room, message_id = message.message_id,
+                "cola de menciones llena: se ignoran las menciones de un mensaje");
+        }
+    }
+
+    /// Queues the e-mail for a mention, unless that user got one about that room within the
+    /// window (then `None`). Returns the job id.
+    pub async fn queue_mention_email(&self, mention: Mention) -> StoreResult<Option<String>> {
+        let shared = &self.shared;
+        let waiting = self.counts().await?;
+        if waiting.pending + waiting.failed >= MAX_WAITING_JOBS {
+            tracing::warn!(user = %mention.user, "demasiados trabajos en espera: no se envía el e-mail");
+            return Ok(None);
+        }
+        let window = shared.config.mention_email_window();
+        if !shared
+            .window
+            .claim(&mention.user, &mention.room, window)
+            .await?
+        {
+            tracing::debug!(user = %mention.user, room = %mention.room, "e-mail reciente: no se repite");
+            return Ok(None);
+        }
+        let job = EmailJob {
+            id: uuid::Uuid::new_v4().to_string(),
+            attempt: 1,
+            created_at: now_rfc3339(),
+            last_error: None,
+            mention,
+        };
+        self.transition(&job, JobStatus::Pending, None).await;
+        if let Err(error) = shared.queue.push(job.clone(), Duration::ZERO).await {
+            // Not queued, so it would stay `pending` for ever: say what happened.
+            let reason = Some(error.to_string());
+            self.transition(&job, JobStatus::Dead, reason).await;
+            return Err(error);
+        }
+        tracing::info!(job = %job.id, user = %job.mention.user, room = %job.mention.room, "e-mail de mención encolado");
+        Ok(Some(job.id))
+    }
+
+    /// Records that `job` is now in `status` and reports it (metrics, dashboard, queue depth).
+    /// `false` when the job had already ended, so the caller must leave it alone. A failure
+    /// to record is logged and does not stop the job: records are for watching, the job's
+    /// payload is what runs.
+    async fn transition(
+        &self,
+        job: &EmailJob,
+        status: JobStatus,
+        last_error: Option<String>,
+    ) -> bool {
+        let now = chrono::Utc::now();
+        let record = JobRecord {
+            id: job.id.clone(),
+            kind: "email".into(),
+            status,
+            attempts: if status == JobStatus::Pending {
+                0
+            } else {
+                job.attempt
+            },
+            last_error,
+            created_at: job.created_at.clone(),
+            updated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let store = &self.shared.store;
+        let recorded = match store.record(&record, now.timestamp_millis()).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                tracing::warn!(%error, job = %job.id, status = status.as_str(), "no se pudo registrar el estado de un trabajo");
+                true
+            }
+        };
+        if !recorded {
+            return false;
+        }
+        if matches!(
+            status,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Dead
+        ) {
+            metrics::counter!(JOBS_TOTAL, "status" => status.as_str()).increment(1);
+        }
+        self.shared
+            .activity
+            .record(Activity::job(&job.id, status.as_str()));
+        if let Ok(counts) = store.counts().await {
+            metrics::gauge!(JOBS_QUEUE_DEPTH).set((counts.pending + counts.failed) as f64);
+        }
+        true
+    }
+}
+
+impl Workers {
+    /// Starts the mention logic, the e-mail workers and the periodic sweep, as tasks of the
+    /// server that stop when it shuts down.
+    pub fn start(self, state: &AppState) {
+        state
+            .tasks
+            .spawn(crate::mentions::run(state.clone(), self.mentions));
+        tracing::info!(destino = %self.mailer.describe(), "trabajos en segundo plano en marcha");
+        worker::spawn_monitor(state, self.mailer, self.from, self.redis);
+    }
 }

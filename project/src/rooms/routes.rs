@@ -6,11 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{existing_room, may_access};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, HistoryQuery, RoomEvent};
+use crate::cache::Cached;
 use crate::domain::{Room, RoomId, Username};
 use crate::error::{ApiError, extract};
 
@@ -23,9 +25,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A room as `GET /rooms` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(
+    description = "Una sala: `members` y `online` son recuentos (miembros y usuarios conectados ahora)"
+)]
 pub struct RoomSummary {
+    #[schema(example = "general", pattern = "^[a-z0-9-]{1,32}$")]
     pub id: String,
+    #[schema(example = "General")]
     pub name: String,
     pub private: bool,
     pub members: u64,
@@ -46,29 +53,62 @@ async fn summary(state: &AppState, room: Room) -> Result<RoomSummary, ApiError> 
     })
 }
 
-async fn list_rooms(
-    State(state): State<AppState>,
-    caller: AuthUser,
-) -> Result<Json<Vec<RoomSummary>>, ApiError> {
+#[utoipa::path(
+    get, path = "/rooms", tag = "salas",
+    summary = "Listar las salas visibles",
+    description = "Las salas públicas y las privadas de las que eres miembro. Se sirve desde una caché (TTL de 5 s como mucho, invalidada al crear salas, invitar, quitar a un miembro o unirse por primera vez); los usuarios conectados pueden ir hasta ese TTL por detrás.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Salas visibles", body = Vec<RoomSummary>,
+            headers(("X-Cache" = String, description = "`HIT` si vino de la caché, `MISS` si se calculó"))),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+    ),
+)]
+async fn list_rooms(State(state): State<AppState>, caller: AuthUser) -> Result<Cached, ApiError> {
+    // Cache-aside: the cached list of this caller, or `visible_rooms` computed and cached.
+    state
+        .cache
+        .rooms(&caller.username, || visible_rooms(&state, &caller.username))
+        .await
+}
+
+/// What `GET /rooms` shows `user`, read from the backends (on a cache miss).
+async fn visible_rooms(state: &AppState, user: &str) -> Result<Vec<RoomSummary>, ApiError> {
     let mut visible = Vec::new();
     for room in state.backends.rooms.rooms().await? {
         let room_id = RoomId::parse(&room.id)
             .map_err(|_| ApiError::Unavailable("id de sala corrupto".into()))?;
-        if may_access(&state, &room_id, &room, &caller.username).await? {
-            visible.push(summary(&state, room).await?);
+        if may_access(state, &room_id, &room, user).await? {
+            visible.push(summary(state, room).await?);
         }
     }
-    Ok(Json(visible))
+    Ok(visible)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "Sala nueva; `private` vale `false` si se omite")]
 struct CreateRoom {
+    #[schema(example = "proyecto-x", pattern = "^[a-z0-9-]{1,32}$")]
     id: String,
+    #[schema(example = "Proyecto X")]
     name: String,
     #[serde(default)]
     private: bool,
 }
 
+#[utoipa::path(
+    post, path = "/rooms", tag = "salas",
+    summary = "Crear una sala",
+    description = "Crea una sala; quien la crea es su primer miembro y, si es privada, quien puede invitar.",
+    security(("bearer" = [])),
+    request_body = CreateRoom,
+    responses(
+        (status = 201, description = "Sala creada", body = RoomSummary),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Ya existe una sala con ese id (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "El id no es un slug o el nombre no tiene de 1 a 64 caracteres (`invalid_input`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn create_room(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -88,6 +128,7 @@ async fn create_room(
         created_by: Some(caller.username.clone()),
     };
     state.backends.rooms.create_room(room.clone()).await?;
+    state.cache.invalidate_rooms().await;
     tracing::info!(room = %room_id, user = %caller.username, private = room.private, "room created");
     Ok((StatusCode::CREATED, Json(summary(&state, room).await?)))
 }
@@ -130,6 +171,25 @@ impl MessagesQuery {
     }
 }
 
+#[utoipa::path(
+    get, path = "/rooms/{id}/messages", tag = "salas",
+    summary = "Historial de una sala",
+    description = "Historial paginado, siempre en orden ascendente de id. Sin cursores: los `limit` más recientes. `before=N`: los `limit` más recientes por debajo de N. `after=N`: los `limit` más antiguos por encima de N. Ambos: los `limit` más antiguos estrictamente entre ellos.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Id de la sala: slug `[a-z0-9-]{1,32}`", example = "general"),
+        ("after" = Option<u64>, Query, description = "Solo mensajes con id mayor que este"),
+        ("before" = Option<u64>, Query, description = "Solo mensajes con id menor que este"),
+        ("limit" = Option<u64>, Query, description = "Cuántos como mucho: 50 por defecto; más de 200 se recorta a 200; menos de 1 es 422", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "Una página del historial", body = crate::openapi::MessagesPage),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Sala privada de la que no eres miembro (`forbidden`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "La sala no existe (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`limit` menor que 1, cursor negativo o parámetro de tipo incorrecto (`invalid_input`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn messages(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -162,17 +222,39 @@ async fn messages(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "A quién invitar")]
 struct Invite {
+    #[schema(example = "luis")]
     username: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "La invitación hecha (o que ya existía)")]
 struct Invited {
+    #[schema(example = "proyecto-x")]
     room: String,
+    #[schema(example = "luis")]
     username: String,
 }
 
+#[utoipa::path(
+    post, path = "/rooms/{id}/members", tag = "salas",
+    summary = "Invitar a una sala privada",
+    description = "Invita a alguien a una sala privada. Se comprueba en este orden: sala desconocida 404, sala pública 409, quien llama no es quien la creó ni admin 403, usuario desconocido 404.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Id de la sala: slug `[a-z0-9-]{1,32}`", example = "general")),
+    request_body = Invite,
+    responses(
+        (status = 201, description = "Invitado", body = Invited),
+        (status = 200, description = "Ya era miembro", body = Invited),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Solo quien creó la sala o un admin puede invitar (`forbidden`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "La sala o el usuario no existen (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "La sala es pública (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn invite(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -207,6 +289,10 @@ async fn invite(
         .rooms
         .add_member(&room_id, username.as_str())
         .await?;
+    if added {
+        // The invitee now sees the room, and its member count grew.
+        state.cache.invalidate_rooms().await;
+    }
     let status = if added {
         StatusCode::CREATED
     } else {
@@ -227,6 +313,23 @@ async fn invite(
 /// `DELETE /rooms/{id}/members/{username}` (an extension of the contract): takes a member out of
 /// a private room. The same checks as an invitation, then every live connection of that user
 /// leaves the room on every node and gets a `left` frame.
+#[utoipa::path(
+    delete, path = "/rooms/{id}/members/{username}", tag = "salas",
+    summary = "Quitar a un miembro de una sala privada",
+    description = "Extensión del contrato: quita a un miembro de una sala privada (quien la creó o un admin). Sus conexiones abiertas, en cualquier nodo, reciben `{\"type\":\"left\",\"room\"}` y dejan de recibir la sala al instante.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Id de la sala: slug `[a-z0-9-]{1,32}`", example = "general"),
+        ("username" = String, Path, description = "El miembro que se quita", example = "luis"),
+    ),
+    responses(
+        (status = 204, description = "Quitado"),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Solo quien creó la sala o un admin puede quitar miembros (`forbidden`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "La sala no existe o esa persona no era miembro (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "La sala es pública (`conflict`)", body = crate::openapi::ErrorBody),
+    ),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -253,6 +356,7 @@ async fn remove_member(
             "«{username}» no es miembro de la sala"
         )));
     }
+    state.cache.invalidate_rooms().await;
     let left = crate::ws::protocol::to_json(&crate::ws::protocol::ServerFrame::Left {
         room: room_id.as_str(),
     });

@@ -22,6 +22,7 @@ use super::protocol::{self, ClientFrame, ErrorCode, FrameError, PresenceStatus, 
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
+use crate::dashboard::activity::Activity;
 use crate::domain::{RoomId, now_rfc3339};
 
 /// Frames a connection's outbound queue holds before it counts as a slow consumer.
@@ -63,6 +64,10 @@ struct Connection {
 
 /// Serves one upgraded connection until it closes, then cleans up its rooms and presence.
 pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
+    // `chat_connections` +1 now, -1 when this function ends, however it ends.
+    let _gauge = crate::metrics::ConnectionGauge::open();
+    // Counted in the dashboard's `connections` while this function runs.
+    let _counted = state.dashboard.connection_opened();
     let (queue, mut events) = mpsc::channel(OUTBOUND_QUEUE);
     let overflow = CancellationToken::new();
     let subscriber = Subscriber {
@@ -80,6 +85,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
         user,
         state,
     };
+    connection.connect().await;
     tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket connected");
 
     let shutdown = connection.state.shutdown.clone();
@@ -118,6 +124,9 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     };
 
     // Leave first: the rooms must not wait for a peer that may never read its close frame.
+    // Unreachable for mentions first, so whoever sees this user leave a room also knows that a
+    // mention now becomes an e-mail.
+    connection.disconnect().await;
     connection.leave_all().await;
     if let Exit::Close(code, reason) = exit {
         let frame = CloseFrame {
@@ -239,11 +248,18 @@ impl Connection {
                 .hub
                 .subscribe(&room_id, self.id, self.subscriber.clone());
             self.joined.insert(room_id.clone(), 0);
-            backends
+            self.state
+                .activity
+                .record(Activity::join(room_id.as_str(), &self.user.username));
+            let new_member = backends
                 .rooms
                 .add_member(&room_id, &self.user.username)
                 .await
                 .map_err(unavailable)?;
+            if new_member {
+                // A first join of a public room: its member count in `GET /rooms` grew.
+                self.state.cache.invalidate_rooms().await;
+            }
             let first = backends
                 .presence
                 .join(&room_id, &self.user.username, self.id)
@@ -305,6 +321,8 @@ impl Connection {
         let room_id = self.joined_room(room)?;
         self.check_still_allowed(&room_id).await?;
         protocol::check_text(&text)?;
+        // Only a text with an `@` can mention someone: keep it for the mention logic.
+        let mentions = text.contains('@').then(|| (room_id.clone(), text.clone()));
         let draft = Draft {
             room: room_id,
             user: self.user.username.clone(),
@@ -322,6 +340,20 @@ impl Connection {
         if appended.duplicate {
             // A retry of a send we already stored: answer the sender alone with the original.
             let _ = send_text(socket, appended.frame.json).await;
+        } else {
+            crate::metrics::message_stored();
+            self.state.activity.record(Activity::message(
+                room,
+                &self.user.username,
+                appended.frame.id,
+            ));
+            if let Some((room_id, text)) = mentions {
+                // Queued, never awaited: notifications and e-mails happen off this path.
+                let author = &self.user.username;
+                self.state
+                    .jobs
+                    .message_sent(room_id, appended.frame.id, author, text);
+            }
         }
         Ok(())
     }
@@ -354,6 +386,10 @@ impl Connection {
         socket: &mut WebSocket,
         event: &Arc<RoomEvent>,
     ) -> Result<(), Exit> {
+        if let Audience::User(_) = event.audience {
+            // Addressed to this user (a mention), whether or not they joined the room.
+            return send_text(socket, event.frame.clone()).await;
+        }
         let Some(sent_up_to) = self.joined.get_mut(&event.room) else {
             return Ok(());
         };
@@ -437,7 +473,11 @@ impl Connection {
 
     async fn leave_room(&mut self, room_id: &RoomId) {
         self.state.hub.unsubscribe(room_id, self.id);
-        self.joined.remove(room_id);
+        if self.joined.remove(room_id).is_some() {
+            self.state
+                .activity
+                .record(Activity::leave(room_id.as_str(), &self.user.username));
+        }
         match self
             .state
             .backends
@@ -451,6 +491,24 @@ impl Connection {
             }
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, room = %room_id, "could not record a leave"),
+        }
+    }
+
+    /// Makes the connection reachable by user-addressed events (mentions) on any node.
+    async fn connect(&self) {
+        let (user, state) = (&self.user.username, &self.state);
+        state.hub.connect(self.id, self.subscriber.clone());
+        if let Err(error) = state.backends.presence.connect(user, self.id).await {
+            tracing::warn!(%error, "could not record a connection");
+        }
+    }
+
+    /// Undoes [`Connection::connect`].
+    async fn disconnect(&self) {
+        let (user, state) = (&self.user.username, &self.state);
+        state.hub.disconnect(user, self.id);
+        if let Err(error) = state.backends.presence.disconnect(user, self.id).await {
+            tracing::warn!(%error, "could not record a disconnection");
         }
     }
 

@@ -1,4 +1,5 @@
-//! The local hub: which connections of this process joined which room.
+//! The local hub: which connections of this process joined which room, and which connections
+//! each user has here (for the events addressed to a user, such as a mention's `notification`).
 //!
 //! Every node has one. Backends hand it each room event once (already serialized, behind an
 //! `Arc`), and the hub offers it to the room's local connections with `try_send`: a full queue
@@ -31,6 +32,8 @@ pub struct Subscriber {
 #[derive(Debug, Default)]
 pub struct Hub {
     rooms: DashMap<RoomId, HashMap<ConnId, Subscriber>>,
+    /// Username → every local connection of that user, from connect to disconnect.
+    users: DashMap<String, HashMap<ConnId, Subscriber>>,
 }
 
 impl Hub {
@@ -52,6 +55,22 @@ impl Hub {
         });
     }
 
+    /// Registers a connection under its user, from its start, joined to rooms or not.
+    pub fn connect(&self, conn: ConnId, subscriber: Subscriber) {
+        self.users
+            .entry(subscriber.user.to_string())
+            .or_default()
+            .insert(conn, subscriber);
+    }
+
+    /// Forgets what [`Hub::connect`] registered.
+    pub fn disconnect(&self, user: &str, conn: ConnId) {
+        self.users.remove_if_mut(user, |_, connections| {
+            connections.remove(&conn);
+            connections.is_empty()
+        });
+    }
+
     /// Asks every local connection to close with 1013 so that its client rejoins with `since`.
     ///
     /// For when this node may have missed events (its Redis subscription was lost for a while):
@@ -64,8 +83,19 @@ impl Hub {
         }
     }
 
-    /// Offers the event to every local subscriber of its room: one `Arc` clone each.
+    /// Offers the event to every local subscriber of its room (or, for [`Audience::User`], to
+    /// every local connection of that user): one `Arc` clone each.
     pub fn deliver(&self, event: RoomEvent) {
+        if let Audience::User(user) = &event.audience {
+            let Some(connections) = self.users.get(user.as_str()) else {
+                return;
+            };
+            let event = Arc::new(event);
+            for subscriber in connections.values() {
+                offer(subscriber, &event);
+            }
+            return;
+        }
         let Some(subscribers) = self.rooms.get(&event.room) else {
             return;
         };
@@ -75,16 +105,19 @@ impl Hub {
                 Audience::Everyone => true,
                 Audience::AllBut(user) => **user != *subscriber.user,
                 Audience::Revoked(user) => **user == *subscriber.user,
+                Audience::User(_) => false,
             };
-            if !wanted {
-                continue;
-            }
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                subscriber.queue.try_send(event.clone())
-            {
-                subscriber.overflow.cancel();
+            if wanted {
+                offer(subscriber, &event);
             }
         }
+    }
+}
+
+/// Queues the event for one connection without waiting; a full queue cancels the connection.
+fn offer(subscriber: &Subscriber, event: &Arc<RoomEvent>) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = subscriber.queue.try_send(event.clone()) {
+        subscriber.overflow.cancel();
     }
 }
 

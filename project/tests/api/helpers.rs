@@ -66,22 +66,30 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// Starts a server with this configuration.
 pub async fn spawn_app_with(config: Config) -> TestApp {
+    spawn_app_with_state(config).await.0
+}
+
+/// Starts a server with this configuration and also returns its state, for tests that reach
+/// past the HTTP interface (the dashboard tests record activity through `state.activity`).
+pub async fn spawn_app_with_state(config: Config) -> (TestApp, chat::AppState) {
     if std::env::var_os("TEST_LOG").is_some() {
         chat::telemetry::init();
     }
     let listener = TcpListener::bind(config.addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = App::build(config).await.unwrap();
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;
     }));
-    TestApp {
+    let test_app = TestApp {
         addr,
         http: reqwest::Client::new(),
         stop: Some(stop),
         server: Some(server),
-    }
+    };
+    (test_app, state)
 }
 
 /// An HTTP answer: status, headers and the JSON body (`Value::Null` when not JSON).

@@ -7,10 +7,15 @@
 
 mod auth;
 mod backend_suite;
+mod browser;
+mod cache;
 mod cluster;
+mod dashboard;
 mod helpers;
 mod http_basics;
+mod jobs;
 mod members;
+mod operations;
 mod process;
 mod redis_server;
 mod rooms;

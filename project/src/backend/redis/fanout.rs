@@ -8,7 +8,8 @@
 //! The payload of one event is four fields separated by `\n`, the frame last because it may
 //! contain anything (room ids and usernames never contain `\n`):
 //! `room \n message id or empty \n audience \n frame`, where the audience is empty for everyone,
-//! `-user` for everyone but that user, and `!user` for that user alone, who loses the room.
+//! `-user` for everyone but that user, `!user` for that user alone, who loses the room, and
+//! `@user` for every connection of that user, joined to the room or not (a `notification`).
 //!
 //! Pub/sub is fire-and-forget: while a node is reconnecting it misses events. Messages are still
 //! in the history, and clients catch up by joining with `since`.
@@ -71,6 +72,7 @@ fn encode(event: &RoomEvent) -> StoreResult<String> {
         Audience::Everyone => String::new(),
         Audience::AllBut(user) => format!("-{user}"),
         Audience::Revoked(user) => format!("!{user}"),
+        Audience::User(user) => format!("@{user}"),
     };
     if audience.contains('\n') {
         return Err(StoreError::Corrupt(format!(
@@ -102,6 +104,7 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
         other => match other.split_at(1) {
             ("-", user) => Audience::AllBut(user.to_owned()),
             ("!", user) => Audience::Revoked(user.to_owned()),
+            ("@", user) => Audience::User(user.to_owned()),
             _ => return None,
         },
     };
@@ -236,6 +239,14 @@ mod tests {
             ..decode(wire.as_bytes()).unwrap()
         };
         assert_eq!(decode(encode(&bare).unwrap().as_bytes()), Some(bare));
+        let addressed = RoomEvent {
+            audience: Audience::User("carl".into()),
+            ..decode(wire.as_bytes()).unwrap()
+        };
+        assert_eq!(
+            decode(encode(&addressed).unwrap().as_bytes()),
+            Some(addressed)
+        );
     }
 
     #[test]

@@ -34,6 +34,10 @@ static REFRESH: LazyLock<Script> =
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("presence_leave.lua")));
 static ONLINE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("presence_online.lua")));
+static SESSION_TOUCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("session_touch.lua")));
+static SESSION_LIVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("session_live.lua")));
 
 /// One live connection of this node in one room.
 type Entry = (RoomId, String, ConnId);
@@ -46,6 +50,9 @@ pub(super) struct RedisPresence {
     /// The entries this node owns, which the heartbeat refreshes. A `std` mutex, because it is
     /// only held to copy or change the set, never across an `.await`.
     local: Mutex<HashSet<Entry>>,
+    /// This node's connections by user, joined to rooms or not (`{p}:sessions:{user}`), which
+    /// the heartbeat refreshes too.
+    sessions: Mutex<HashSet<(String, ConnId)>>,
 }
 
 impl RedisPresence {
@@ -54,7 +61,39 @@ impl RedisPresence {
             conn,
             keys,
             local: Mutex::new(HashSet::new()),
+            sessions: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Locks the set of local sessions (see [`Self::local`] for the poisoning).
+    fn sessions(&self) -> MutexGuard<'_, HashSet<(String, ConnId)>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records (`refresh == false`) or refreshes one session; `false` when a refresh found it
+    /// gone.
+    async fn touch_session(&self, user: &str, conn: ConnId, refresh: bool) -> StoreResult<bool> {
+        let answer: u8 = SESSION_TOUCH
+            .key(self.keys.sessions(user))
+            .arg(conn.to_string())
+            .arg(PRESENCE_TTL.as_millis() as u64)
+            .arg(if refresh { "refresh" } else { "record" })
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(answer == 1)
+    }
+
+    /// Refreshes one session; records it again if Redis lost it while it is still open here.
+    async fn refresh_session(&self, (user, conn): &(String, ConnId)) -> StoreResult<()> {
+        if !self.touch_session(user, *conn, true).await?
+            && self.sessions().contains(&(user.clone(), *conn))
+        {
+            self.touch_session(user, *conn, false).await?;
+        }
+        Ok(())
     }
 
     /// Locks the local set, recovering it if a panicking thread poisoned the lock (inserting or
@@ -106,6 +145,14 @@ impl RedisPresence {
             .filter(|result| std::future::ready(result.is_err()))
             .count()
             .await;
+        let sessions: Vec<(String, ConnId)> = self.sessions().iter().cloned().collect();
+        let session_failures = stream::iter(sessions)
+            .map(|session| async move { self.refresh_session(&session).await })
+            .buffer_unordered(HEARTBEAT_CONCURRENCY)
+            .filter(|result| std::future::ready(result.is_err()))
+            .count()
+            .await;
+        let failures = failures + session_failures;
         if failures > 0 {
             tracing::warn!(failures, "no se pudo renovar la presencia en Redis");
         }
@@ -146,5 +193,32 @@ impl Presence for RedisPresence {
         // Redis sorts them by expiry; the trait wants them by name.
         users.sort();
         Ok(users)
+    }
+
+    async fn connect(&self, user: &str, conn: ConnId) -> StoreResult<()> {
+        self.touch_session(user, conn, false).await?;
+        self.sessions().insert((user.to_owned(), conn));
+        Ok(())
+    }
+
+    async fn disconnect(&self, user: &str, conn: ConnId) -> StoreResult<()> {
+        // Forget it locally first, so the heartbeat stops refreshing it.
+        self.sessions().remove(&(user.to_owned(), conn));
+        redis::cmd("ZREM")
+            .arg(self.keys.sessions(user))
+            .arg(conn.to_string())
+            .query_async::<u8>(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn is_connected(&self, user: &str) -> StoreResult<bool> {
+        let live: u64 = SESSION_LIVE
+            .key(self.keys.sessions(user))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(live > 0)
     }
 }

@@ -1,0 +1,311 @@
+//! The activity log in Redis, shared by every node of a cluster, so that each dashboard sees
+//! every node's events in one id order and can resume on any node.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{p}:activity:seq` | string | the newest activity id |
+//! | `{p}:activity:log` | sorted set | the newest 1,000 events, `"id\njson"` scored by id |
+//! | `{p}:activity` | channel | every event as it is stored, `"id\njson"` |
+//! | `{p}:dashboard:connections` | hash | node id → `"count:expires_ms"` |
+//!
+//! One Lua script numbers, keeps and publishes each event (`lua/append.lua`), so the channel
+//! carries the events in id order. Every node runs one [`Listener`] that hands them to its live
+//! feed; if its subscription drops, it catches up from the kept events when it is back.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::{ErrorKind, RedisError, Script, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::activity::Activity;
+use super::log::{ActivityLog, Backlog, KEPT_EVENTS, LiveFeed, StoredActivity};
+use crate::backend::{StoreError, StoreResult};
+
+static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
+static AFTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/after.lua")));
+static CONNECTIONS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/connections.lua")));
+
+/// The same limits as the chat's Redis backend: fail a stuck command after 3 s, and retry
+/// connecting only twice so that a request fails fast while Redis is down.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_RETRIES: usize = 2;
+/// How long a node's reported connection count counts: a node that stops reporting (it
+/// crashed) drops out of the sum after this.
+const CONNECTIONS_TTL: Duration = Duration::from_secs(5);
+/// How often the listener pings Redis to notice a connection that died silently.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Key names, in one place.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: Arc<str>,
+}
+
+impl Keys {
+    fn seq(&self) -> String {
+        format!("{}:activity:seq", self.prefix)
+    }
+    fn log(&self) -> String {
+        format!("{}:activity:log", self.prefix)
+    }
+    fn channel(&self) -> String {
+        format!("{}:activity", self.prefix)
+    }
+    fn connections(&self) -> String {
+        format!("{}:dashboard:connections", self.prefix)
+    }
+}
+
+/// The log of a cluster. Cheap to share: the connection manager multiplexes.
+pub struct RedisActivityLog {
+    conn: ConnectionManager,
+    keys: Keys,
+    /// This node in the connection counts (a random id per start).
+    node: String,
+}
+
+/// Connects, subscribes this node to the activity channel (events from now on reach `live`),
+/// and spawns the listener on `tasks`; it stops when `shutdown` is cancelled.
+pub async fn connect(
+    url: &str,
+    prefix: &str,
+    live: LiveFeed,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> StoreResult<Arc<RedisActivityLog>> {
+    let client = redis::Client::open(url).map_err(store_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(CONNECT_RETRIES);
+    let conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(store_error)?;
+    let keys = Keys {
+        prefix: prefix.into(),
+    };
+    let log = Arc::new(RedisActivityLog {
+        conn,
+        keys: keys.clone(),
+        node: uuid::Uuid::new_v4().to_string(),
+    });
+    let (sink, stream) = subscribe(&client, &keys.channel()).await?;
+    // Subscribed first, then read the newest id: nothing stored after it is missed.
+    let delivered = log.after(u64::MAX).await?.newest;
+    let listener = Listener {
+        client,
+        channel: keys.channel(),
+        log: log.clone(),
+        live,
+        delivered,
+        sink,
+        stream,
+    };
+    tasks.spawn(listener.run(shutdown));
+    Ok(log)
+}
+
+#[async_trait]
+impl ActivityLog for RedisActivityLog {
+    async fn append(&self, batch: &[Activity]) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut script = APPEND.key(self.keys.seq());
+        script
+            .key(self.keys.log())
+            .arg(self.keys.channel())
+            .arg(KEPT_EVENTS);
+        for activity in batch {
+            let json = serde_json::to_string(activity)
+                .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+            script.arg(json);
+        }
+        let _stored: u64 = script
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn after(&self, after: u64) -> StoreResult<Backlog> {
+        let mut script = AFTER.key(self.keys.seq());
+        let reply: Vec<String> = script
+            .key(self.keys.log())
+            .arg(after)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        let mut reply = reply.into_iter();
+        let newest = reply
+            .next()
+            .and_then(|newest| newest.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("respuesta de actividad sin id".into()))?;
+        let events = reply
+            .map(|entry| parse_entry(entry.as_bytes()).map(Arc::new))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Backlog { newest, events })
+    }
+
+    async fn connections(&self, local: u64) -> StoreResult<u64> {
+        let ttl_ms = u64::try_from(CONNECTIONS_TTL.as_millis()).unwrap_or(u64::MAX);
+        CONNECTIONS
+            .key(self.keys.connections())
+            .arg(&self.node)
+            .arg(local)
+            .arg(ttl_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// Reads `"id\njson"`, the format of the kept events and of the channel.
+fn parse_entry(entry: &[u8]) -> StoreResult<StoredActivity> {
+    let corrupt = || StoreError::Corrupt("evento de actividad ilegible".into());
+    let text = std::str::from_utf8(entry).map_err(|_| corrupt())?;
+    let (id, json) = text.split_once('\n').ok_or_else(corrupt)?;
+    let id = id.parse().map_err(|_| corrupt())?;
+    StoredActivity::from_json(id, json)
+}
+
+/// This node's subscription to the activity channel.
+struct Listener {
+    client: redis::Client,
+    channel: String,
+    log: Arc<RedisActivityLog>,
+    live: LiveFeed,
+    /// The newest id handed to `live`: anything at or below it is not handed again.
+    delivered: u64,
+    sink: PubSubSink,
+    stream: PubSubStream,
+}
+
+impl Listener {
+    /// Hands events to the live feed until `shutdown`, reconnecting (and catching up from the
+    /// kept events) whenever the connection drops.
+    async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            self.deliver_until_dropped(&shutdown).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            tracing::warn!("suscripción a la actividad en Redis perdida; reconectando");
+            let Some((sink, stream)) = self.reconnect(&shutdown).await else {
+                return;
+            };
+            (self.sink, self.stream) = (sink, stream);
+            // Subscribed again: what was published meanwhile is in the kept events.
+            match self.log.after(self.delivered).await {
+                Ok(backlog) => {
+                    for event in backlog.events {
+                        self.deliver(event);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "no se pudo recuperar la actividad perdida");
+                }
+            }
+            tracing::info!("suscripción a la actividad en Redis restablecida");
+        }
+    }
+
+    fn deliver(&mut self, event: Arc<StoredActivity>) {
+        if event.id > self.delivered {
+            self.delivered = event.id;
+            // No receiver is fine: nobody is watching right now.
+            let _ = self.live.send(event);
+        }
+    }
+
+    async fn deliver_until_dropped(&mut self, shutdown: &CancellationToken) {
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                message = self.stream.next() => {
+                    let Some(message) = message else { return };
+                    match parse_entry(message.get_payload_bytes()) {
+                        Ok(event) => self.deliver(Arc::new(event)),
+                        Err(error) => tracing::warn!(%error, "evento de actividad descartado"),
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(RESPONSE_TIMEOUT, self.sink.ping::<Value>());
+                    if !matches!(pong.await, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<(PubSubSink, PubSubStream)> {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            shutdown
+                .run_until_cancelled(tokio::time::sleep(backoff))
+                .await?;
+            match shutdown
+                .run_until_cancelled(subscribe(&self.client, &self.channel))
+                .await?
+            {
+                Ok(subscription) => return Some(subscription),
+                Err(error) => tracing::warn!(%error, "no se pudo reconectar a la actividad"),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// A dedicated pub/sub connection subscribed to the channel, within [`RESPONSE_TIMEOUT`].
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> StoreResult<(PubSubSink, PubSubStream)> {
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok(pubsub.split())
+    };
+    match tokio::time::timeout(RESPONSE_TIMEOUT, subscribe).await {
+        Ok(subscribed) => subscribed.map_err(store_error),
+        Err(_) => Err(StoreError::Unavailable("Redis no responde".into())),
+    }
+}
+
+/// A reply of the wrong shape is corrupt data; anything else means Redis is unavailable.
+fn store_error(error: RedisError) -> StoreError {
+    match error.kind() {
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
+            StoreError::Corrupt(error.to_string())
+        }
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_read_back_and_garbage_is_refused() {
+        let stored = StoredActivity::new(42, Activity::join("general", "ana")).unwrap();
+        let entry = format!("42\n{}", stored.json);
+        assert_eq!(parse_entry(entry.as_bytes()).unwrap(), stored);
+        for bad in [&b"42"[..], b"x\n{}", b"1\n{}", b"\xff\n{}"] {
+            assert!(parse_entry(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! End-to-end tests in a real browser: headless Chromium driven through `chromedriver`
+//! (WebDriver, with `fantoccini`), against a real server on 127.0.0.1.
+//!
+//! They need Debian's `chromium` and `chromium-driver` (`sudo apt-get install chromium
+//! chromium-driver`). Without them the tests are skipped with a printed reason, unless
+//! `REQUIRE_BROWSER=1` (as in CI), which turns the skip into a failure.
+//!
+//! Each test starts its own `chromedriver` on a free port and one Chromium per user, each with
+//! a fresh profile. Browser tests take turns (one at a time in the whole test process), since
+//! two Chromiums are already a lot for a 2-core machine. When a test fails, a screenshot of
+//! every page is saved to `target/browser-screenshots/<test>-<user>.png`.
+//!
+//! Conditions are awaited by polling the page (`Page::wait_for`) with a generous timeout; the
+//! tests never sleep to let something happen.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::Instant;
+
+use crate::helpers::*;
+
+/// How long a test waits for something that must happen in a page.
+const WAIT: Duration = Duration::from_secs(20);
+/// How often a condition is checked again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The Chromium flags of every session (headless, no sandbox for containers, nothing that
+/// talks to the network on its own).
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1280,900",
+];
+
+// ----------------------------------------------------------------------------------------------
+// The tests
+// ----------------------------------------------------------------------------------------------
+
+/// Two people register in the web client, meet in a room one of them creates, see each other
+/// online and typing, exchange messages, and one disappears from the other's list on logout.
+#[tokio::test]
+async fn two_browsers_chat_in_a_room_with_typing_and_presence() {
+    let Some(mut browsers) = Browsers::start("two_browsers_chat_in_a_room").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let ana = browsers.open("ana", &app.url("")).await;
+    let bea = browsers.open("bea", &app.url("")).await;
+
+    browsers
+        .run(async {
+            two_users_chat(&ana, &bea).await;
+
+            // Presence: bea logs out, ana's list drops her.
+            bea.click("#logout").await;
+            bea.wait_for(
+                "la pantalla de acceso tras cerrar sesión",
+                VISIBLE,
+                json!(["#auth-view"]),
+            )
+            .await;
+            ana.wait_for(
+                "que bea desaparezca de #online-list tras cerrar sesión",
+                ABSENT,
+                json!(["#online-list li[data-user=\"bea\"]"]),
+            )
+            .await;
+        })
+        .await;
+}
+
+/// The same conversation across a two-node cluster on Redis: ana's browser talks to node A,
+/// bea's to node B. Closing bea's browser removes her from ana's list.
+#[tokio::test]
+async fn two_browsers_on_two_redis_nodes_chat_and_see_presence() {
+    let Some(config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    let Some(mut browsers) = Browsers::start("two_browsers_on_two_redis_nodes").await else {
+        return;
+    };
+    let node_a = spawn_app_with(config.clone()).await;
+    let node_b = spawn_app_with(config).await;
+    let ana = browsers.open("ana", &node_a.url("")).await;
+    let bea = browsers.open("bea", &node_b.url("")).await;
+
+    browsers
+        .run(async {
+            two_users_chat(&ana, &bea).await;
+
+            // Presence: bea's browser goes away without logging out.
+            bea.client.clone().close().await.unwrap();
+            ana.wait_for(
+                "que bea desaparezca de #online-list al cerrar su navegador",
+                ABSENT,
+                json!(["#online-list li[data-user=\"bea\"]"]),
+            )
+            .await;
+        })
+        .await;
+}
+
+/// The admin opens the live dashboard; a message sent in the chat moves its message counter,
+/// with no reload, and shows up in the activity feed.
+#[tokio::test]
+async fn dashboard_message_counter_changes_when_a_message_is_sent() {
+    let Some(mut browsers) = Browsers::start("dashboard_message_counter").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let mut ana = app.connected("ana").await;
+    ana.join("general").await;
+    ana.say("general", "antes de abrir el panel").await;
+    let admin = browsers.open("admin", &app.url("")).await;
+
+    browsers
+        .run(async {
+            // Arrange: the admin logs in and the page is live.
+            admin.goto("/dashboard").await;
+            admin.set("#username", "admin").await;
+            admin.set("#password", ADMIN_PASSWORD).await;
+            admin.click("#login-form button[type=\"submit\"]").await;
+            admin
+                .wait_for(
+                    "el panel tras entrar",
+                    VISIBLE,
+                    json!(["#stat-messages-total"]),
+                )
+                .await;
+            admin
+                .wait_for(
+                    "#connection-status «En directo»",
+                    PRESENT,
+                    json!(["#connection-status.status-on"]),
+                )
+                .await;
+            let before = admin
+                .number_above(
+                    "#stat-messages-total",
+                    0,
+                    "un número en #stat-messages-total",
+                )
+                .await;
+
+            // Act
+            ana.say("general", "hola, panel").await;
+
+            // Assert: the counter goes up by itself, and the feed tells who wrote where.
+            admin
+                .number_above(
+                    "#stat-messages-total",
+                    before,
+                    &format!("que #stat-messages-total pase de {before} tras enviar un mensaje"),
+                )
+                .await;
+            admin
+                .wait_for(
+                    "«ana escribió en #general» en #activity-feed",
+                    TEXT_HAS,
+                    json!(["#activity-feed", "ana escribió en #general"]),
+                )
+                .await;
+        })
+        .await;
+}
+
+/// The shared story of the chat tests: ana registers and creates a room, bea registers and
+/// joins it, each sees the other online and typing, and both see both messages.
+async fn two_users_chat(ana: &Page, bea: &Page) {
+    // Arrange: ana registers and creates a room through the sidebar form.
+    ana.register("ana").await;
+    ana.fill("#new-room-name", "Equipo E2E").await;
+    ana.click("#new-room-form button[type=\"submit\"]").await;
+    ana.wait_for(
+        "que la sala nueva sea la actual",
+        PRESENT,
+        json!(["#room-list [data-room=\"equipo-e2e\"][aria-current=\"true\"]"]),
+    )
+    .await;
+    ana.wait_for(
+        "que ana aparezca en línea en su sala",
+        PRESENT,
+        json!(["#online-list li[data-user=\"ana\"]"]),
+    )
+    .await;
+
+    // bea registers (so the room is already in her list) and clicks the room.
+    bea.register("bea").await;
+    bea.click("#room-list [data-room=\"equipo-e2e\"]").await;
+    bea.wait_for(
+        "que la sala equipo-e2e sea la actual",
+        PRESENT,
+        json!(["#room-list [data-room=\"equipo-e2e\"][aria-current=\"true\"]"]),
+    )
+    .await;
+
+    // Presence: both see both.
+    for page in [ana, bea] {
+        for user in ["ana", "bea"] {
+            page.wait_for(
+                &format!("que {user} aparezca en #online-list"),
+                PRESENT,
+                json!([format!("#online-list li[data-user=\"{user}\"]")]),
+            )
+            .await;
+        }
+    }
+
+    // Typing: while ana types, bea is told so; the message then clears the indicator.
+    ana.type_until_seen_typing("hola bea, ¿me lees?", bea, "ana")
+        .await;
+    ana.click("#send-button").await;
+    for page in [ana, bea] {
+        page.wait_for_message("hola bea, ¿me lees?").await;
+    }
+    bea.wait_for(
+        "que el mensaje de ana borre «ana está escribiendo…»",
+        TEXT_LACKS,
+        json!(["#typing-indicator", "ana"]),
+    )
+    .await;
+
+    // And back: bea types and sends with Enter.
+    bea.type_until_seen_typing("¡alto y claro, ana!", ana, "bea")
+        .await;
+    bea.type_keys(&Key::Enter).await;
+    for page in [ana, bea] {
+        page.wait_for_message("¡alto y claro, ana!").await;
+    }
+
+    // Both messages, confirmed (with their server id), in the same order on both pages.
+    let a_texts = ana.message_texts().await;
+    assert_eq!(
+        a_texts,
+        bea.message_texts().await,
+        "las dos páginas difieren"
+    );
+    assert_eq!(
+        a_texts,
+        ["hola bea, ¿me lees?", "¡alto y claro, ana!"],
+        "mensajes de la sala"
+    );
+}
+
+// ----------------------------------------------------------------------------------------------
+// Conditions, as JavaScript run in the page: `arguments` are the JSON values given with them.
+// Each returns a truthy value when it holds.
+// ----------------------------------------------------------------------------------------------
+
+/// `[selector]`: an element matches.
+const PRESENT: &str = "return document.querySelector(arguments[0]) !== null;";
+/// `[selector]`: no element matches.
+const ABSENT: &str = "return document.querySelector(arguments[0]) === null;";
+/// `[selector]`: the element exists and is not hidden.
+const VISIBLE: &str =
+    "const e = document.querySelector(arguments[0]); return e !== null && !e.closest('[hidden]');";
+/// `[selector, text]`: the element's text is exactly `text`.
+const TEXT_IS: &str = "const e = document.querySelector(arguments[0]); return e !== null && e.textContent.trim() === arguments[1];";
+/// `[selector, text]`: the element's text contains `text`.
+const TEXT_HAS: &str = "const e = document.querySelector(arguments[0]); return e !== null && e.textContent.includes(arguments[1]);";
+/// `[selector, text]`: the element exists and its text does not contain `text`.
+const TEXT_LACKS: &str = "const e = document.querySelector(arguments[0]); return e !== null && !e.textContent.includes(arguments[1]);";
+/// `[selector, n]`: `{ "value": v }` once the element shows a whole number `v` above `n`
+/// (thousands separators ignored); the placeholder «–» is no number.
+const NUMBER_ABOVE: &str = "const e = document.querySelector(arguments[0]);
+    const digits = e === null ? '' : e.textContent.replace(/[^0-9]/g, '');
+    return digits !== '' && Number(digits) > arguments[1] ? { value: Number(digits) } : null;";
+/// The texts of the confirmed messages (with a server id) of the current room, in order.
+const MESSAGE_TEXTS: &str =
+    "return [...document.querySelectorAll('#message-list li.message[data-id]')]
+    .map((li) => li.querySelector('.text').textContent);";
+
+// ----------------------------------------------------------------------------------------------
+// The harness: chromedriver, sessions, screenshots
+// ----------------------------------------------------------------------------------------------
+
+/// One browser test at a time in this process (a `tokio` mutex works across test runtimes).
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// The browsers of one test: its `chromedriver` and the sessions opened through it.
+///
+/// Dropping it stops `chromedriver` and every Chromium it started, and removes their profiles,
+/// even when the test panics.
+struct Browsers {
+    test: &'static str,
+    chromium: PathBuf,
+    driver: Driver,
+    sessions: Vec<(String, Client)>,
+    profiles: Vec<PathBuf>,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Browsers {
+    /// Starts `chromedriver` for the test `test`. `None` (after printing why) when Chromium or
+    /// chromedriver is not installed; with `REQUIRE_BROWSER=1` that is a failure instead.
+    async fn start(test: &'static str) -> Option<Self> {
+        let (Some(chromium), Some(chromedriver)) =
+            (find_program("chromium"), find_program("chromedriver"))
+        else {
+            let reason = "no están chromium y chromedriver en el PATH \
+                          (instálalos: sudo apt-get install chromium chromium-driver)";
+            if std::env::var("REQUIRE_BROWSER").as_deref() == Ok("1") {
+                panic!("{reason}, y REQUIRE_BROWSER=1 exige las pruebas de navegador");
+            }
+            eprintln!("se omite la prueba de navegador {test}: {reason}");
+            return None;
+        };
+        let turn = TURN.lock().await;
+        let driver = Driver::start(&chromedriver).await;
+        Some(Self {
+            test,
+            chromium,
+            driver,
+            sessions: Vec::new(),
+            profiles: Vec::new(),
+            _turn: turn,
+        })
+    }
+
+    /// Opens a new browser (its own Chromium and profile) for the user `name`, on the web
+    /// client at `base` (`http://127.0.0.1:PORT`).
+    async fn open(&mut self, name: &str, base: &str) -> Page {
+        let profile =
+            std::env::temp_dir().join(format!("chat-browser-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&profile).unwrap();
+        self.profiles.push(profile.clone());
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|arg| arg.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": self.chromium, "args": args },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("no se pudo abrir Chromium para {name}: {e}"));
+        self.sessions.push((name.to_owned(), client.clone()));
+        Page {
+            name: name.to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+        }
+    }
+
+    /// Runs the test's body. If it panics, saves a screenshot of every page first, then
+    /// panics with the same payload. Either way the browsers are closed.
+    async fn run(mut self, body: impl Future<Output = ()>) {
+        let outcome = AssertUnwindSafe(body).catch_unwind().await;
+        if outcome.is_err() {
+            self.screenshots().await;
+        }
+        for (_, client) in self.sessions.drain(..) {
+            // A session the test closed itself answers with an error: nothing to do then.
+            let _ = client.close().await;
+        }
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    /// Writes `target/browser-screenshots/<test>-<user>.png` for every open page.
+    async fn screenshots(&self) {
+        let dir = screenshot_dir();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("no se pudo crear {}: {e}", dir.display());
+            return;
+        }
+        for (name, client) in &self.sessions {
+            let path = dir.join(format!("{}-{name}.png", self.test));
+            match client.screenshot().await {
+                Ok(png) => match std::fs::write(&path, png) {
+                    Ok(()) => eprintln!("captura de pantalla: {}", path.display()),
+                    Err(e) => eprintln!("no se pudo escribir {}: {e}", path.display()),
+                },
+                Err(e) => eprintln!("sin captura de {name} (¿navegador cerrado?): {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Browsers {
+    fn drop(&mut self) {
+        // Chromium first (it is in chromedriver's process group), then its profiles.
+        self.driver.kill();
+        for profile in &self.profiles {
+            let _ = std::fs::remove_dir_all(profile);
+        }
+    }
+}
+
+/// `target/browser-screenshots`, next to the test binaries (honours `CARGO_TARGET_DIR`).
+fn screenshot_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("browser-screenshots")
+}
+
+/// The first executable called `name` in the `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Runs chromedriver (`$0`, with its arguments) in the process group of this `sh`, then waits
+/// for its standard input to close and kills the whole group: chromedriver and the Chromiums it
+/// launched (killing chromedriver alone leaves them running). The input closes when the
+/// `Driver` is dropped or this process ends in any way, even killed, so no browser outlives
+/// `cargo test`. If chromedriver exits by itself (its port was taken), the group goes too.
+const DRIVER_WRAPPER: &str = r#"("$0" "$@" </dev/null >/dev/null 2>&1; kill -KILL 0) &
+read _
+kill -KILL 0"#;
+
+/// A `chromedriver` started by a test, under [`DRIVER_WRAPPER`] in its own process group.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    /// Starts chromedriver on a free port and waits until it answers `/status`. Tries three
+    /// ports, in case one is taken between choosing it and chromedriver binding it.
+    async fn start(program: &Path) -> Self {
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(DRIVER_WRAPPER)
+                .arg(program)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("no se pudo arrancar {}: {e}", program.display()));
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // chromedriver exited: its port was taken, try another
+                }
+                let status = http.get(format!("{url}/status")).send().await;
+                if status.is_ok_and(|response| response.status().is_success()) {
+                    return Self { child, url };
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            let _ = child.start_kill();
+        }
+        panic!("chromedriver no respondió en {WAIT:?}");
+    }
+
+    /// Kills chromedriver's whole process group (chromedriver and the Chromiums it started)
+    /// right now, rather than when the wrapper notices its input closed.
+    fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        drop(self.child.stdin.take());
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One user's browser, showing the server at `base`. Failures panic with the user's name and
+/// what was awaited.
+struct Page {
+    name: String,
+    base: String,
+    client: Client,
+}
+
+impl Page {
+    async fn goto(&self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        self.client
+            .goto(&url)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] no se pudo abrir {url}: {e}", self.name));
+    }
+
+    /// Runs `script` in the page with `args` (a JSON array) and returns its result.
+    async fn js(&self, script: &str, args: Value) -> Value {
+        let Value::Array(args) = args else {
+            panic!("los argumentos de un script van en un array JSON")
+        };
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] falló el script {script}: {e}", self.name))
+    }
+
+    /// Polls `condition` (see the constants above) until it returns something truthy, and
+    /// returns that. Panics after [`WAIT`] saying `what` was awaited.
+    async fn wait_for(&self, what: &str, condition: &str, args: Value) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.js(condition, args.clone()).await;
+            if truthy(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] pasaron {WAIT:?} esperando {what} (args {args})",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("[{}] no aparece {css}: {e}", self.name))
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] no se pudo pulsar {css}: {e}", self.name));
+    }
+
+    /// Types `text` into the field `css` with real key presses (so `input` events fire).
+    async fn fill(&self, css: &str, text: &str) {
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("[{}] no se pudo escribir en {css}: {e}", self.name));
+    }
+
+    /// Replaces the value of the field `css` (clears it, then types `text`).
+    async fn set(&self, css: &str, text: &str) {
+        self.find(css)
+            .await
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("[{}] no se pudo vaciar {css}: {e}", self.name));
+        self.fill(css, text).await;
+    }
+
+    /// Waits until the element `css` shows a whole number above `floor` and returns it.
+    async fn number_above(&self, css: &str, floor: u64, what: &str) -> u64 {
+        let found = self.wait_for(what, NUMBER_ABOVE, json!([css, floor])).await;
+        found["value"].as_u64().unwrap()
+    }
+
+    /// Types into the message box.
+    async fn type_keys(&self, keys: &str) {
+        self.fill("#message-input", keys).await;
+    }
+
+    /// Registers `username` through the register form and waits until the chat is connected.
+    async fn register(&self, username: &str) {
+        self.goto("/").await;
+        self.fill("#reg-username", username).await;
+        self.fill("#reg-email", &format!("{username}@example.com"))
+            .await;
+        self.fill("#reg-password", PASSWORD).await;
+        self.click("#register-form button[type=\"submit\"]").await;
+        self.wait_for(
+            "el nombre en #current-user tras registrarse",
+            TEXT_IS,
+            json!(["#current-user", username]),
+        )
+        .await;
+        self.wait_for(
+            "#connection-status conectado",
+            PRESENT,
+            json!(["#connection-status[data-state=\"open\"]"]),
+        )
+        .await;
+    }
+
+    /// Types `text` into the message box, then keeps the typing going (a space and a
+    /// backspace, which leave the text as it was) until `watcher`'s `#typing-indicator`
+    /// mentions `typist`. The client sends a `typing` frame at most every 2 s and shows it for
+    /// 3 s, so on a slow machine a single check could miss it.
+    async fn type_until_seen_typing(&self, text: &str, watcher: &Page, typist: &str) {
+        self.type_keys(text).await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = watcher
+                .js(TEXT_HAS, json!(["#typing-indicator", typist]))
+                .await;
+            if truthy(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] pasaron {WAIT:?} y #typing-indicator no mencionó a {typist} mientras escribía",
+                watcher.name
+            );
+            self.type_keys(&format!("{}{}", &*Key::Space, &*Key::Backspace))
+                .await;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until a confirmed message (one with a server id) with this text is listed.
+    async fn wait_for_message(&self, text: &str) {
+        let script =
+            "return [...document.querySelectorAll('#message-list li.message[data-id] .text')]
+            .some((t) => t.textContent === arguments[0]);";
+        self.wait_for(
+            &format!("el mensaje «{text}» en #message-list"),
+            script,
+            json!([text]),
+        )
+        .await;
+    }
+
+    async fn message_texts(&self) -> Vec<String> {
+        serde_json::from_value(self.js(MESSAGE_TEXTS, json!([])).await).unwrap()
+    }
+}
+
+/// JavaScript's idea of "true enough" for a condition's result.
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
