@@ -8,6 +8,9 @@
 //!    one node take it; the others poll for the body. `PX` makes it expire by itself, so a node
 //!    that dies while computing blocks the key for 3 s at most, not forever.
 //!
+//! Both layers check twice: after waiting for the turn or taking the lock, look in Redis again,
+//! since whoever had it before may have just stored the body ("double-checked locking").
+//!
 //! The cache is never the source of truth: when Redis fails here, we log it and compute the
 //! answer from the backends as if caching were off.
 
@@ -102,22 +105,13 @@ impl RedisCache {
             Ok(None) => {}
             Err(error) => return bypass(error, compute).await,
         }
-        // A miss. Inside this node, one task at a time goes on for this key...
+        // A miss. Inside this node, one task at a time goes on for this key; across nodes, the
+        // one that holds the lock computes.
         let _turn = self.flights.turn(&key).await;
-        // ...and across nodes, one holds the lock. Whoever had the turn or the lock before us
-        // may have stored the body meanwhile, hence the read at the top of each round.
-        let lock = loop {
-            match self.read(&key).await {
-                Ok(Some(body)) => return Ok((body, CacheStatus::Hit)),
-                Ok(None) => {}
-                Err(error) => return bypass(error, compute).await,
-            }
-            match self.try_lock(&lock_key).await {
-                Ok(Some(lock)) => break lock,
-                // Another node is computing it: give it a moment.
-                Ok(None) => tokio::time::sleep(POLL_EVERY).await,
-                Err(error) => return bypass(error, compute).await,
-            }
+        let lock = match self.body_or_lock(&key, &lock_key).await {
+            Ok(Found::Body(body)) => return Ok((body, CacheStatus::Hit)),
+            Ok(Found::Lock(lock)) => lock,
+            Err(error) => return bypass(error, compute).await,
         };
         let computed = compute().await;
         if let Ok(body) = &computed
@@ -130,6 +124,28 @@ impl RedisCache {
             tracing::warn!(%error, "no se pudo liberar un cerrojo de la caché de Redis");
         }
         Ok((computed?, CacheStatus::Miss))
+    }
+
+    /// Waits until the body is in Redis, or until this node holds the lock to compute it.
+    async fn body_or_lock(&self, key: &str, lock_key: &str) -> RedisResult<Found> {
+        loop {
+            // Whoever had the turn or the lock before us may have stored the body meanwhile.
+            if let Some(body) = self.read(key).await? {
+                return Ok(Found::Body(body));
+            }
+            let Some(lock) = self.try_lock(lock_key).await? else {
+                // Another node is computing it: give it a moment.
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            };
+            // Read once more now that the lock is ours: the node that held it may have stored
+            // the body and released the lock between our read and our `SET NX`.
+            if let Some(body) = self.read(key).await? {
+                self.release(lock).await?;
+                return Ok(Found::Body(body));
+            }
+            return Ok(Found::Lock(lock));
+        }
     }
 
     async fn read(&self, key: &str) -> RedisResult<Option<Bytes>> {
@@ -177,6 +193,14 @@ impl RedisCache {
             .await
             .map(drop)
     }
+}
+
+/// What [`RedisCache::body_or_lock`] waited for.
+enum Found {
+    /// The body, stored by another task or node.
+    Body(Bytes),
+    /// The lock: this node computes.
+    Lock(Lock),
 }
 
 /// A computation lock this node holds.

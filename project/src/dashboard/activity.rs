@@ -47,6 +47,7 @@ impl Activity {
         }
     }
 
+    /// A connection joined a room it was not in (a repeated join is not reported).
     pub fn join(room: &str, user: &str) -> Self {
         Self {
             room: Some(room.into()),
@@ -55,6 +56,7 @@ impl Activity {
         }
     }
 
+    /// A connection left a room: by `leave`, by disconnecting, or by losing access to it.
     pub fn leave(room: &str, user: &str) -> Self {
         Self {
             room: Some(room.into()),

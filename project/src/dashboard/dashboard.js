@@ -334,6 +334,8 @@ function drawFrame(ctx, width, height, maxValue) {
   ctx.textBaseline = 'top';
   for (let minutes = 10; minutes >= 0; minutes -= 2) {
     const px = x(now - minutes * 60000);
+    // La última etiqueta se alinea a la derecha para que no se corte en el borde.
+    ctx.textAlign = minutes === 0 ? 'right' : 'center';
     ctx.fillText(minutes === 0 ? 'ahora' : `-${minutes} min`, px, height - pad.bottom + 8);
   }
   return { x, y };
