@@ -140,7 +140,7 @@ impl RedisCache {
             };
             // Read once more now that the lock is ours: the node that held it may have stored
             // the body and released the lock between our read and our `SET NX`.
-            if std::env::var_os("NO_RECHECK").is_none() && let Some(body) = self.read(key).await? {
+            if let Some(body) = self.read(key).await? {
                 self.release(lock).await?;
                 return Ok(Found::Body(body));
             }
