@@ -552,21 +552,35 @@ impl Page {
             .unwrap_or_else(|e| panic!("[{}] no aparece {css}: {e}", self.name))
     }
 
+    /// Clicks `css`. The page re-renders lists (rooms, users) while it lives, so an element
+    /// found a moment ago may be replaced before the click lands ("stale element"): then it is
+    /// looked up again, until [`WAIT`] runs out.
     async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("[{}] no se pudo pulsar {css}: {e}", self.name));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await
+                }
+                Err(e) => panic!("[{}] no se pudo pulsar {css}: {e}", self.name),
+            }
+        }
     }
 
     /// Types `text` into the field `css` with real key presses (so `input` events fire).
+    /// Retries on a stale element like [`Page::click`].
     async fn fill(&self, css: &str, text: &str) {
-        self.find(css)
-            .await
-            .send_keys(text)
-            .await
-            .unwrap_or_else(|e| panic!("[{}] no se pudo escribir en {css}: {e}", self.name));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.send_keys(text).await {
+                Ok(()) => return,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await
+                }
+                Err(e) => panic!("[{}] no se pudo escribir en {css}: {e}", self.name),
+            }
+        }
     }
 
     /// Replaces the value of the field `css` (clears it, then types `text`).
@@ -653,6 +667,11 @@ impl Page {
     async fn message_texts(&self) -> Vec<String> {
         serde_json::from_value(self.js(MESSAGE_TEXTS, json!([])).await).unwrap()
     }
+}
+
+/// Whether WebDriver refused an action because the element left the page.
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    error.to_string().to_lowercase().contains("stale")
 }
 
 /// JavaScript's idea of "true enough" for a condition's result.
