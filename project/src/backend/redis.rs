@@ -30,6 +30,7 @@ mod fanout;
 mod limiter;
 mod log;
 mod presence;
+pub(crate) mod pubsub;
 mod store;
 
 use std::sync::Arc;
@@ -46,7 +47,7 @@ use crate::ws::hub::Hub;
 
 /// How long one command may wait for Redis before it fails as `Unavailable`. The library's
 /// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many times a command retries connecting before it fails. The library's default (6, with
 /// a doubling wait) makes every request wait ~9 s while Redis is down; with 2 a request fails in
 /// well under a second, `/ready` says so at once, and the next request tries again.
@@ -66,16 +67,7 @@ pub async fn backends(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<super::Backends, StoreError> {
-    let client = redis::Client::open(url).map_err(store_error)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(CONNECT_RETRIES);
-    // The manager reconnects by itself: a command fails while Redis is away, the next ones work.
-    let conn = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(store_error)?;
+    let (client, conn) = connect(url).await?;
     let keys = Keys::new(prefix);
 
     let listener = fanout::Listener::subscribe(client, keys.events(), hub).await?;
@@ -92,6 +84,23 @@ pub async fn backends(
         login_limiter: Arc::new(limiter::RedisLoginLimiter::new(conn.clone(), keys)),
         health: Some(Arc::new(RedisHealth { conn })),
     })
+}
+
+/// Opens a client and a connection manager with this crate's timeouts and retries. Every part of
+/// the server that talks to Redis (backends, dashboard, cache, jobs) connects through here.
+///
+/// The manager reconnects by itself: a command fails while Redis is away, the next ones work.
+pub(crate) async fn connect(url: &str) -> StoreResult<(redis::Client, ConnectionManager)> {
+    let client = redis::Client::open(url).map_err(store_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(CONNECT_RETRIES);
+    let conn = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(store_error)?;
+    Ok((client, conn))
 }
 
 /// Builds every key name in one place, so the layout above is easy to check and to change.
@@ -160,7 +169,7 @@ impl Keys {
 /// Maps a Redis failure to the backend's error: a reply of the wrong shape means that Redis holds
 /// something we never write (corrupt data); anything else (refused, timed out, dropped) means
 /// that Redis is unavailable right now.
-fn store_error(err: RedisError) -> StoreError {
+pub(crate) fn store_error(err: RedisError) -> StoreError {
     match err.kind() {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Corrupt(err.to_string()),
         _ => StoreError::Unavailable(err.to_string()),

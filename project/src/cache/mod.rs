@@ -169,7 +169,7 @@ pub struct Cache {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("no se pudo conectar con Redis para la caché: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    Redis(#[from] crate::backend::StoreError),
 }
 
 impl Cache {

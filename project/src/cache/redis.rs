@@ -19,16 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
+
+use crate::backend::StoreResult;
 use redis::{RedisError, RedisResult, Script};
 
 use super::CacheStatus;
 use super::flight::Flights;
 
-/// How long one command may wait for Redis (the backends use the same bound).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Reconnection attempts before a command fails (see `backend/redis.rs` for why so few).
-const CONNECT_RETRIES: usize = 2;
 /// Life of a computation lock: a computation taking longer than this may run twice (harmless),
 /// and a node that dies while computing makes the others wait this long at most.
 const LOCK_TTL: Duration = Duration::from_secs(3);
@@ -46,14 +44,8 @@ pub(super) struct RedisCache {
 
 impl RedisCache {
     /// Connects to `url`. Nodes of one cluster must use the same `prefix` to share the cache.
-    pub(super) async fn connect(url: &str, prefix: &str) -> RedisResult<Self> {
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(CONNECT_RETRIES);
-        let conn = redis::Client::open(url)?
-            .get_connection_manager_with_config(config)
-            .await?;
+    pub(super) async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        let (_, conn) = crate::backend::redis::connect(url).await?;
         Ok(Self {
             conn,
             prefix: prefix.into(),

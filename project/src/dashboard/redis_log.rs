@@ -16,15 +16,15 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use redis::{ErrorKind, RedisError, Script, Value};
-use tokio::time::Instant;
+use redis::Script;
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
 use super::log::{ActivityLog, Backlog, KEPT_EVENTS, LiveFeed, StoredActivity};
+use crate::backend::redis::pubsub::{Delivery, Subscription};
+use crate::backend::redis::store_error;
 use crate::backend::{StoreError, StoreResult};
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
@@ -32,17 +32,9 @@ static AFTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static CONNECTIONS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/connections.lua")));
 
-/// The same limits as the chat's Redis backend: fail a stuck command after 3 s, and retry
-/// connecting only twice so that a request fails fast while Redis is down.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECT_RETRIES: usize = 2;
 /// How long a node's reported connection count counts: a node that stops reporting (it
 /// crashed) drops out of the sum after this.
 const CONNECTIONS_TTL: Duration = Duration::from_secs(5);
-/// How often the listener pings Redis to notice a connection that died silently.
-const PING_EVERY: Duration = Duration::from_secs(15);
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Key names, in one place.
 #[derive(Debug, Clone)]
@@ -82,15 +74,7 @@ pub async fn connect(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> StoreResult<Arc<RedisActivityLog>> {
-    let client = redis::Client::open(url).map_err(store_error)?;
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(CONNECT_RETRIES);
-    let conn = client
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(store_error)?;
+    let (client, conn) = crate::backend::redis::connect(url).await?;
     let keys = Keys {
         prefix: prefix.into(),
     };
@@ -99,17 +83,14 @@ pub async fn connect(
         keys: keys.clone(),
         node: uuid::Uuid::new_v4().to_string(),
     });
-    let (sink, stream) = subscribe(&client, &keys.channel()).await?;
+    let subscription = Subscription::open(client, keys.channel()).await?;
     // Subscribed first, then read the newest id: nothing stored after it is missed.
     let delivered = log.after(u64::MAX).await?.newest;
     let listener = Listener {
-        client,
-        channel: keys.channel(),
+        subscription,
         log: log.clone(),
         live,
         delivered,
-        sink,
-        stream,
     };
     tasks.spawn(listener.run(shutdown));
     Ok(log)
@@ -181,42 +162,35 @@ fn parse_entry(entry: &[u8]) -> StoreResult<StoredActivity> {
 
 /// This node's subscription to the activity channel.
 struct Listener {
-    client: redis::Client,
-    channel: String,
+    subscription: Subscription,
     log: Arc<RedisActivityLog>,
     live: LiveFeed,
     /// The newest id handed to `live`: anything at or below it is not handed again.
     delivered: u64,
-    sink: PubSubSink,
-    stream: PubSubStream,
 }
 
 impl Listener {
-    /// Hands events to the live feed until `shutdown`, reconnecting (and catching up from the
-    /// kept events) whenever the connection drops.
+    /// Hands events to the live feed until `shutdown`, catching up from the kept events
+    /// whenever the subscription had to reconnect.
     async fn run(mut self, shutdown: CancellationToken) {
-        loop {
-            self.deliver_until_dropped(&shutdown).await;
-            if shutdown.is_cancelled() {
-                return;
-            }
-            tracing::warn!("suscripción a la actividad en Redis perdida; reconectando");
-            let Some((sink, stream)) = self.reconnect(&shutdown).await else {
-                return;
-            };
-            (self.sink, self.stream) = (sink, stream);
-            // Subscribed again: what was published meanwhile is in the kept events.
-            match self.log.after(self.delivered).await {
-                Ok(backlog) => {
-                    for event in backlog.events {
-                        self.deliver(event);
+        while let Some(delivery) = self.subscription.next(&shutdown).await {
+            match delivery {
+                Delivery::Message(payload) => match parse_entry(&payload) {
+                    Ok(event) => self.deliver(Arc::new(event)),
+                    Err(error) => tracing::warn!(%error, "evento de actividad descartado"),
+                },
+                // Subscribed again: what was published meanwhile is in the kept events.
+                Delivery::Resubscribed => match self.log.after(self.delivered).await {
+                    Ok(backlog) => {
+                        for event in backlog.events {
+                            self.deliver(event);
+                        }
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "no se pudo recuperar la actividad perdida");
-                }
+                    Err(error) => {
+                        tracing::warn!(%error, "no se pudo recuperar la actividad perdida");
+                    }
+                },
             }
-            tracing::info!("suscripción a la actividad en Redis restablecida");
         }
     }
 
@@ -226,71 +200,6 @@ impl Listener {
             // No receiver is fine: nobody is watching right now.
             let _ = self.live.send(event);
         }
-    }
-
-    async fn deliver_until_dropped(&mut self, shutdown: &CancellationToken) {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                message = self.stream.next() => {
-                    let Some(message) = message else { return };
-                    match parse_entry(message.get_payload_bytes()) {
-                        Ok(event) => self.deliver(Arc::new(event)),
-                        Err(error) => tracing::warn!(%error, "evento de actividad descartado"),
-                    }
-                }
-                _ = ping.tick() => {
-                    let pong = tokio::time::timeout(RESPONSE_TIMEOUT, self.sink.ping::<Value>());
-                    if !matches!(pong.await, Ok(Ok(_))) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<(PubSubSink, PubSubStream)> {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            shutdown
-                .run_until_cancelled(tokio::time::sleep(backoff))
-                .await?;
-            match shutdown
-                .run_until_cancelled(subscribe(&self.client, &self.channel))
-                .await?
-            {
-                Ok(subscription) => return Some(subscription),
-                Err(error) => tracing::warn!(%error, "no se pudo reconectar a la actividad"),
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-}
-
-/// A dedicated pub/sub connection subscribed to the channel, within [`RESPONSE_TIMEOUT`].
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> StoreResult<(PubSubSink, PubSubStream)> {
-    let subscribe = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(pubsub.split())
-    };
-    match tokio::time::timeout(RESPONSE_TIMEOUT, subscribe).await {
-        Ok(subscribed) => subscribed.map_err(store_error),
-        Err(_) => Err(StoreError::Unavailable("Redis no responde".into())),
-    }
-}
-
-/// A reply of the wrong shape is corrupt data; anything else means Redis is unavailable.
-fn store_error(error: RedisError) -> StoreError {
-    match error.kind() {
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => {
-            StoreError::Corrupt(error.to_string())
-        }
-        _ => StoreError::Unavailable(error.to_string()),
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 use apalis_core::backend::dequeue::VecDequeBackend;
 use apalis_redis::RedisStorage;
 use lettre::message::Mailbox;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -123,8 +123,6 @@ const MENTION_QUEUE: usize = 1024;
 /// Jobs that may wait (`pending` or `failed`) before new e-mails are refused: a mail server
 /// that is down for hours must not grow the queue without bound.
 const MAX_WAITING_JOBS: u64 = 10_000;
-/// Redis command time limit for the jobs' connection (the same as the backends').
-const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The handle the rest of the server uses: queue work, read job records. Cheap to clone.
 #[derive(Clone)]
@@ -174,14 +172,7 @@ impl Jobs {
                 None,
             ),
             Some(url) => {
-                let conn = redis::Client::open(url.as_str())?
-                    .get_connection_manager_with_config(
-                        ConnectionManagerConfig::new()
-                            .set_response_timeout(Some(REDIS_TIMEOUT))
-                            .set_connection_timeout(Some(REDIS_TIMEOUT))
-                            .set_number_of_retries(2),
-                    )
-                    .await?;
+                let (_, conn) = crate::backend::redis::connect(url).await?;
                 let prefix = &config.redis_prefix;
                 let storage = RedisStorage::<EmailJob>::new(conn.clone())
                     .with_config(worker::redis_queue_config(prefix, &config.jobs));

@@ -15,27 +15,17 @@
 //! in the history, and clients catch up by joining with `since`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::Value;
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
-use tokio::time::Instant;
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::{Keys, RESPONSE_TIMEOUT, store_error};
+use super::pubsub::{Delivery, Subscription};
+use super::{Keys, store_error};
 use crate::backend::{Audience, Fanout, RoomEvent, StoreError, StoreResult};
 use crate::domain::RoomId;
 use crate::ws::hub::Hub;
-
-/// How often the listener pings Redis, so that a connection that died silently (no TCP reset)
-/// is noticed and replaced. (A subscribed connection answers pings but no other command.)
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// The first wait before reconnecting; it doubles after each failure up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Publishes the events that are not stored (presence, typing).
 pub(super) struct RedisFanout {
@@ -118,11 +108,8 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
 
 /// This node's subscription to the events channel.
 pub(super) struct Listener {
-    client: redis::Client,
-    channel: String,
+    subscription: Subscription,
     hub: Arc<Hub>,
-    sink: PubSubSink,
-    stream: PubSubStream,
 }
 
 impl Listener {
@@ -132,89 +119,23 @@ impl Listener {
         channel: String,
         hub: Arc<Hub>,
     ) -> StoreResult<Self> {
-        let (sink, stream) = connect(&client, &channel).await?;
-        Ok(Self {
-            client,
-            channel,
-            hub,
-            sink,
-            stream,
-        })
+        let subscription = Subscription::open(client, channel).await?;
+        Ok(Self { subscription, hub })
     }
 
     /// Delivers events to the hub until `shutdown`, reconnecting whenever the connection drops.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
-        loop {
-            self.deliver_until_dropped(&shutdown).await;
-            if shutdown.is_cancelled() {
-                return;
-            }
-            tracing::warn!("conexión pub/sub con Redis perdida; reconectando");
-            let Some((sink, stream)) = self.reconnect(&shutdown).await else {
-                return;
-            };
-            (self.sink, self.stream) = (sink, stream);
-            tracing::info!("conexión pub/sub con Redis restablecida");
-            // Events published while we were away are lost for this node's clients; make them
-            // rejoin with `since`, which fetches exactly those from the history.
-            self.hub.resync_everyone();
-        }
-    }
-
-    /// Hands each event to the hub; returns on shutdown or when the connection is lost.
-    async fn deliver_until_dropped(&mut self, shutdown: &CancellationToken) {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                message = self.stream.next() => {
-                    // The stream ends when the connection is closed.
-                    let Some(message) = message else { return };
-                    match decode(message.get_payload_bytes()) {
-                        Some(event) => self.hub.deliver(event),
-                        None => tracing::warn!("evento de Redis ilegible; se descarta"),
-                    }
-                }
-                _ = ping.tick() => {
-                    let pong = tokio::time::timeout(RESPONSE_TIMEOUT, self.sink.ping::<Value>());
-                    if !matches!(pong.await, Ok(Ok(_))) {
-                        return;
-                    }
-                }
+        while let Some(delivery) = self.subscription.next(&shutdown).await {
+            match delivery {
+                Delivery::Message(payload) => match decode(&payload) {
+                    Some(event) => self.hub.deliver(event),
+                    None => tracing::warn!("evento de Redis ilegible; se descarta"),
+                },
+                // Events published while we were away are lost for this node's clients; make
+                // them rejoin with `since`, which fetches exactly those from the history.
+                Delivery::Resubscribed => self.hub.resync_everyone(),
             }
         }
-    }
-
-    /// Tries to subscribe again, waiting longer after each failure; `None` on shutdown.
-    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<(PubSubSink, PubSubStream)> {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            shutdown
-                .run_until_cancelled(tokio::time::sleep(backoff))
-                .await?;
-            match shutdown
-                .run_until_cancelled(connect(&self.client, &self.channel))
-                .await?
-            {
-                Ok(subscription) => return Some(subscription),
-                Err(err) => tracing::warn!(%err, "no se pudo reconectar el pub/sub con Redis"),
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-}
-
-/// Opens a dedicated pub/sub connection and subscribes it to the channel. The library sets no
-/// time limit on this connection, so we do.
-async fn connect(client: &redis::Client, channel: &str) -> StoreResult<(PubSubSink, PubSubStream)> {
-    let subscribe = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(pubsub.split())
-    };
-    match tokio::time::timeout(RESPONSE_TIMEOUT, subscribe).await {
-        Ok(subscribed) => subscribed.map_err(store_error),
-        Err(_) => Err(StoreError::Unavailable("Redis no responde".into())),
     }
 }
 
