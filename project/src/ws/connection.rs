@@ -239,8 +239,29 @@ impl Connection {
         since: Option<u64>,
     ) -> Result<(), FrameError> {
         let room_id = self.room_the_user_may_use(room).await?;
-        let backends = &self.state.backends;
         let already_joined = self.joined.contains_key(&room_id);
+        let joined = self
+            .join_and_answer(socket, &room_id, since, already_joined)
+            .await;
+        if joined.is_err() && !already_joined {
+            // The backend failed half-way: undo the subscription, or live messages of a room
+            // the client was told nothing about would start to arrive.
+            self.leave_room(&room_id).await;
+        }
+        joined
+    }
+
+    /// Subscribes (unless `already_joined`), records presence and membership, and answers with
+    /// `joined`.
+    async fn join_and_answer(
+        &mut self,
+        socket: &mut WebSocket,
+        room_id: &RoomId,
+        since: Option<u64>,
+        already_joined: bool,
+    ) -> Result<(), FrameError> {
+        let room_id = room_id.clone();
+        let backends = &self.state.backends;
         if !already_joined {
             // Subscribe first, so nothing published from now on is missed; what arrives before
             // `joined` waits in the queue.
