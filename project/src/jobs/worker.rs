@@ -194,7 +194,14 @@ pub(super) fn spawn_monitor(
                 .concurrency(1)
                 .build(schedule::sweep_handler)
         })
-        .shutdown_timeout(state.config.shutdown_grace());
+        .shutdown_timeout(state.config.shutdown_grace())
+        // A worker whose backend fails (Redis restarting, a dropped connection) ends with an
+        // error; without this it would stay stopped until the process restarts. Each restart
+        // first reconnects, which waits while Redis is away, so this cannot spin.
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), %error, restarts = worker.restarts(), "trabajador caído: se reinicia");
+            true
+        });
 
     let shutdown = state.shutdown.clone();
     if kick {

@@ -678,3 +678,48 @@ async fn an_offline_mention_is_delivered_to_a_real_smtp_server() {
     assert!(header(&email, "Subject").contains("#general"), "{email}");
     assert!(email.contains("> @bea por SMTP"), "{email}");
 }
+
+#[tokio::test]
+async fn with_redis_the_worker_survives_a_redis_restart() {
+    // Arrange: a node on a Redis of its own, which then restarts empty (no persistence).
+    let Some(mut redis) = crate::redis_server::private_redis() else {
+        return;
+    };
+    let mut config = jobs_config(Backend::Memory).await.unwrap();
+    config.redis_url = Some(redis.url.clone());
+    config.redis_prefix = crate::redis_server::unique_prefix();
+    let outbox = config.jobs.outbox.clone();
+    let app = spawn_app_with(config).await;
+    assert!(redis.restart(), "redis-server did not come back");
+    // Long enough for the worker's polls to hit the outage and its aftermath.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Act: everything was lost with Redis, so set the scene again and mention someone offline.
+    let ana_token = app.signup("ana").await;
+    assert_eq!(
+        app.create_room(&ana_token, "equipo", false).await.status,
+        StatusCode::CREATED
+    );
+    let bea_token = app.signup("bea").await;
+    app.ws(&bea_token).await.join("equipo").await;
+    // bea's connection is dropped; once she is no longer online, a mention is an e-mail. (The
+    // admin account went with the old Redis, so `offline_member` cannot be used here.)
+    let mut ana = app.ws(&ana_token).await;
+    tokio::time::timeout(FRAME_TIMEOUT, async {
+        while ana.join("equipo").await["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "bea")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("bea never went offline");
+    ana.say("equipo", "@bea ¿sigues ahí?").await;
+
+    // Assert: a worker still runs the job.
+    let emails = wait_for_emails(&outbox, 1).await;
+    assert_eq!(header(&emails[0], "To"), "bea@example.com");
+}
