@@ -474,3 +474,88 @@ pub fn id_of(frame: &Value) -> u64 {
 pub fn ids_of(frames: &[Value]) -> Vec<u64> {
     frames.iter().map(id_of).collect()
 }
+
+/// The `chat` binary running in a process of its own, with everything it prints kept.
+///
+/// For what an in-process server cannot show: start-up output, logs, signals, and metrics
+/// that nobody else in the test process records.
+pub struct ChatBinary {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`, from the binary's "escuchando en" line.
+    pub base: String,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ChatBinary {
+    /// The binary with a free port, plain-text logs and no inherited backend settings; the
+    /// caller adds its own environment before [`ChatBinary::start`].
+    pub fn command() -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat"));
+        command
+            .env("CHAT_ADDR", "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .env_remove("REDIS_URL")
+            .env_remove("CHAT_ADMIN_PASSWORD")
+            .env_remove("CHAT_ALLOWED_ORIGINS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Spawns `command`, collects its output, and waits until it says where it listens.
+    pub async fn start(mut command: tokio::process::Command) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+
+        let mut child = command.spawn().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut output = output.lock().unwrap();
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(base) = listening_address(&output.lock().unwrap()) {
+                    return base;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the binary did not say where it listens:\n{}",
+                output.lock().unwrap()
+            )
+        });
+        Self {
+            child,
+            base,
+            output,
+        }
+    }
+
+    /// Everything printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+/// `http://127.0.0.1:PORT` from the "escuchando en" line.
+fn listening_address(output: &str) -> Option<String> {
+    let line = output
+        .lines()
+        .find(|line| line.contains("escuchando en http://"))?;
+    let rest = &line[line.find("http://")?..];
+    Some(rest[..rest.find(' ').unwrap_or(rest.len())].to_owned())
+}

@@ -6,18 +6,16 @@
 //! only look for series that their own requests create.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, WsClient, spawn_app, test_config};
+use crate::helpers::{
+    ADMIN_PASSWORD, Backend, ChatBinary, TestApp, WsClient, spawn_app, test_config,
+};
 
 // ----------------------------------------------------------------------------------------------
 // /metrics
@@ -124,7 +122,7 @@ async fn metrics_lists_every_family_with_its_type_and_a_real_latency_histogram(a
 
 /// A `chat` process of its own, so that its metrics are nobody else's.
 struct ChatProcess {
-    _child: Child,
+    _binary: ChatBinary,
     base: String,
     http: reqwest::Client,
 }
@@ -133,62 +131,20 @@ impl ChatProcess {
     /// Starts the binary on a free port with the backend of `backend`; `None`: no Redis, skip.
     async fn start(backend: Backend) -> Option<Self> {
         let config = test_config(backend).await?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
+        let mut command = ChatBinary::command();
         command
-            .env("CHAT_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "chat=info,warn")
-            .env("NO_COLOR", "1")
             .env("JWT_SECRET", "secreto-de-las-metricas")
-            .env("CHAT_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env_remove("REDIS_URL")
-            .env_remove("CHAT_ALLOWED_ORIGINS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("CHAT_ADMIN_PASSWORD", ADMIN_PASSWORD);
         if let Some(url) = &config.redis_url {
             command
                 .env("REDIS_URL", url)
                 .env("CHAT_REDIS_PREFIX", &config.redis_prefix);
         }
-        let mut child = command.spawn().unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut output = output.lock().unwrap();
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
-        let base = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                let found = output.lock().unwrap().lines().find_map(|line| {
-                    let start = line.find("escuchando en http://")? + "escuchando en ".len();
-                    let rest = &line[start..];
-                    Some(rest[..rest.find(' ').unwrap_or(rest.len())].to_owned())
-                });
-                if let Some(base) = found {
-                    return base;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the binary did not say where it listens:\n{}",
-                output.lock().unwrap()
-            )
-        });
+        let binary = ChatBinary::start(command).await;
         Some(Self {
-            _child: child,
-            base,
+            base: binary.base.clone(),
+            _binary: binary,
             http: reqwest::Client::new(),
         })
     }

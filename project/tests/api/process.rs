@@ -1,105 +1,35 @@
 //! The `chat` binary itself: start-up output, no token in the logs, and SIGTERM.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-use crate::helpers::WsClient;
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A `chat` process and everything it has printed so far.
-struct Process {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    base: String,
-}
+use crate::helpers::{ChatBinary, WsClient};
 
-impl Process {
-    /// Starts the binary on a free port with trace logs (the most talkative level).
-    async fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .env("CHAT_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "trace")
-            .env("NO_COLOR", "1")
-            .env("JWT_SECRET", "secreto-del-proceso")
-            .env_remove("REDIS_URL")
-            .env_remove("CHAT_ADMIN_PASSWORD")
-            .env_remove("CHAT_ALLOWED_ORIGINS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut output = output.lock().unwrap();
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
-        let base = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let Some(base) = listening_address(&output.lock().unwrap()) {
-                    return base;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("the binary did not say where it listens");
-        Self {
-            child,
-            output,
-            base,
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// The admin password printed at start-up.
-    fn admin_password(&self) -> String {
-        let output = self.output();
-        let start = output
-            .find("contraseña «")
-            .expect("no admin password printed")
-            + "contraseña «".len();
-        let end = start + output[start..].find('»').unwrap();
-        output[start..end].to_owned()
-    }
-}
-
-/// `http://127.0.0.1:PORT` from the "escuchando en" line.
-fn listening_address(output: &str) -> Option<String> {
-    let line = output
-        .lines()
-        .find(|line| line.contains("escuchando en http://"))?;
-    let start = line.find("http://")?;
-    let rest = &line[start..];
-    let end = rest.find(' ').unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
+/// The admin password that the binary printed at start-up.
+fn admin_password(output: &str) -> String {
+    let start = output
+        .find("contraseña «")
+        .expect("no admin password printed")
+        + "contraseña «".len();
+    let end = start + output[start..].find('»').unwrap();
+    output[start..end].to_owned()
 }
 
 #[tokio::test]
 async fn the_binary_prints_the_admin_password_keeps_tokens_out_of_logs_and_closes_1001_on_sigterm()
 {
-    let mut process = Process::start().await;
+    // Trace logs: the most talkative level is the best place for a token to leak.
+    let mut command = ChatBinary::command();
+    command
+        .env("RUST_LOG", "trace")
+        .env("JWT_SECRET", "secreto-del-proceso");
+    let mut process = ChatBinary::start(command).await;
     let http = reqwest::Client::new();
 
-    let password = process.admin_password();
+    let password = admin_password(&process.output());
     let login = http
         .post(format!("{}/auth/login", process.base))
         .json(&json!({ "username": "admin", "password": password }))
