@@ -3,6 +3,7 @@
 pub mod routes;
 
 use crate::app::AppState;
+use crate::auth::AuthUser;
 use crate::domain::{Room, RoomId};
 use crate::error::ApiError;
 
@@ -17,6 +18,29 @@ pub async fn existing_room(state: &AppState, id: &str) -> Result<(RoomId, Room),
         .await?
         .ok_or_else(not_found)?;
     Ok((room_id, room))
+}
+
+/// The id of a private room whose members `caller` may change (its creator, or an admin), or
+/// the contract's errors in its order: unknown room 404, public room 409, caller 403. `action`
+/// names what was attempted, for the 403's message.
+pub async fn managed_private_room(
+    state: &AppState,
+    id: &str,
+    caller: &AuthUser,
+    action: &str,
+) -> Result<RoomId, ApiError> {
+    let (room_id, room) = existing_room(state, id).await?;
+    if !room.private {
+        return Err(ApiError::Conflict(
+            "las salas públicas no tienen lista de miembros: cualquiera puede unirse".into(),
+        ));
+    }
+    if room.created_by.as_deref() != Some(caller.username.as_str()) && !caller.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "solo quien creó la sala o un admin puede {action}"
+        )));
+    }
+    Ok(room_id)
 }
 
 /// Whether the user may read and write the room: public rooms are open to everyone, private

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{existing_room, may_access};
+use super::{existing_room, managed_private_room, may_access};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, HistoryQuery, RoomEvent};
@@ -261,18 +261,8 @@ async fn invite(
     extract::Path(id): extract::Path<String>,
     extract::Json(request): extract::Json<Invite>,
 ) -> Result<(StatusCode, Json<Invited>), ApiError> {
-    // The order of these checks is the contract's.
-    let (room_id, room) = existing_room(&state, &id).await?;
-    if !room.private {
-        return Err(ApiError::Conflict(
-            "las salas públicas no necesitan invitación".into(),
-        ));
-    }
-    if room.created_by.as_deref() != Some(caller.username.as_str()) && !caller.is_admin() {
-        return Err(ApiError::Forbidden(
-            "solo quien creó la sala o un admin puede invitar".into(),
-        ));
-    }
+    // The order of these checks is the contract's: room, public room, caller, then user.
+    let room_id = managed_private_room(&state, &id, &caller, "invitar").await?;
     let unknown = || ApiError::NotFound(format!("el usuario «{}» no existe", request.username));
     let username = Username::parse(&request.username).map_err(|_| unknown())?;
     if state
@@ -335,17 +325,7 @@ async fn remove_member(
     caller: AuthUser,
     extract::Path((id, username)): extract::Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (room_id, room) = existing_room(&state, &id).await?;
-    if !room.private {
-        return Err(ApiError::Conflict(
-            "las salas públicas no tienen lista de miembros que editar".into(),
-        ));
-    }
-    if room.created_by.as_deref() != Some(caller.username.as_str()) && !caller.is_admin() {
-        return Err(ApiError::Forbidden(
-            "solo quien creó la sala o un admin puede quitar miembros".into(),
-        ));
-    }
+    let room_id = managed_private_room(&state, &id, &caller, "quitar miembros").await?;
     if !state
         .backends
         .rooms
