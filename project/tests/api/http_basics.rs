@@ -75,6 +75,27 @@ pub(crate) fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
     }
 }
 
+/// POSTs each `(path, token, body)` and checks each answer is a 422 `invalid_input`.
+async fn assert_each_post_is_invalid_input(app: &TestApp, cases: &[(&str, Option<&str>, Value)]) {
+    for (path, token, body) in cases {
+        let answer = app.post(path, *token, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST {path} {body}"
+        );
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    }
+}
+
+/// GETs `general`'s history with this query string and checks it is a 422 `invalid_input`.
+pub(crate) async fn assert_history_query_is_invalid_input(app: &TestApp, token: &str, query: &str) {
+    let answer = app
+        .get(&format!("/rooms/general/messages?{query}"), Some(token))
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+}
+
 /// Posts `body` as is, with this `Content-Type` (none when `None`).
 async fn post_raw(
     app: &TestApp,
@@ -340,18 +361,8 @@ async fn missing_fields_are_invalid_input() {
         ("/rooms/general/members", Some(token.as_str()), json!({})),
     ];
 
-    for (path, token, body) in cases {
-        // Act
-        let answer = app.post(path, token, &body).await;
-
-        // Assert
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "POST {path} {body}"
-        );
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
-    }
+    // Act and assert
+    assert_each_post_is_invalid_input(&app, &cases).await;
 }
 
 #[tokio::test]
@@ -410,18 +421,8 @@ async fn fields_of_the_wrong_type_are_invalid_input() {
         ),
     ];
 
-    for (path, token, body) in cases {
-        // Act
-        let answer = app.post(path, token, &body).await;
-
-        // Assert
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "POST {path} {body}"
-        );
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
-    }
+    // Act and assert
+    assert_each_post_is_invalid_input(&app, &cases).await;
 }
 
 #[tokio::test]
@@ -503,18 +504,7 @@ async fn a_query_parameter_of_the_wrong_type_is_invalid_input() {
         "after=uno&before=2",
         "limit=10&before=%20",
     ] {
-        // Act
-        let answer = app
-            .get(&format!("/rooms/general/messages?{query}"), Some(&token))
-            .await;
-
-        // Assert
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "?{query}: {answer:?}"
-        );
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_history_query_is_invalid_input(&app, &token, query).await;
     }
 }
 

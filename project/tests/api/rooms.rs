@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::http_basics::assert_error;
+use crate::http_basics::{assert_error, assert_history_query_is_invalid_input};
 
 /// How long a count in `GET /rooms` may lag (the contract's cache TTL is at most 5 s).
 const CACHE_LAG: Duration = Duration::from_secs(6);
@@ -669,18 +669,7 @@ async fn a_limit_below_1_or_a_negative_cursor_is_invalid_input() {
         "after=1&before=-10",
         "limit=0&after=1",
     ] {
-        // Act
-        let answer = app
-            .get(&format!("/rooms/general/messages?{query}"), Some(&token))
-            .await;
-
-        // Assert
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "?{query}: {answer:?}"
-        );
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_history_query_is_invalid_input(&app, &token, query).await;
     }
     // The smallest valid values are fine.
     let answer = app
