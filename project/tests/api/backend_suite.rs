@@ -741,22 +741,7 @@ async fn the_listener_resubscribes_after_its_connection_is_killed() {
 
     // Events published while it reconnects are lost (pub/sub keeps nothing); keep publishing
     // until one arrives.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        node.backends
-            .fanout
-            .publish(event(&room, None, "{}"))
-            .await
-            .unwrap();
-        let wait = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
-        if let Ok(Some(_)) = wait {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the listener never came back"
-        );
-    }
+    assert_listener_comes_back(&node, &room, &mut events).await;
 }
 
 #[tokio::test]
@@ -858,16 +843,26 @@ async fn a_node_carries_on_after_redis_restarts_empty() {
         .check()
         .await
         .unwrap();
+    assert_listener_comes_back(&node, &room, &mut events).await;
+}
+
+/// Publishes until an event reaches the node's hub again (pub/sub keeps nothing, so events sent
+/// while the listener reconnects are lost); fails after 10 s.
+async fn assert_listener_comes_back(
+    node: &Node,
+    room: &RoomId,
+    events: &mut tokio::sync::mpsc::Receiver<std::sync::Arc<RoomEvent>>,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         node.backends
             .fanout
-            .publish(event(&room, None, "{}"))
+            .publish(event(room, None, "{}"))
             .await
             .unwrap();
         let wait = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
         if let Ok(Some(_)) = wait {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
