@@ -1,0 +1,7 @@
+//! (en preparación)
+
+use super::registry::Check;
+
+pub fn checks() -> Vec<Check> {
+    Vec::new()
+}
