@@ -123,6 +123,14 @@ fn panics() -> &'static Mutex<HashMap<String, String>> {
     PANICS.get_or_init(Default::default)
 }
 
+/// Forgets the panic recorded on the current check thread: for a helper that caught a panic of
+/// its own (an insta assertion) and turned it into a [`Failure`] already.
+pub fn forget_current_panic() {
+    if let Some(name) = std::thread::current().name() {
+        forget_panic(name);
+    }
+}
+
 fn forget_panic(thread_name: &str) {
     if let Ok(mut panics) = panics().lock() {
         panics.remove(thread_name);

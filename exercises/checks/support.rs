@@ -185,3 +185,28 @@ pub fn render(frames: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join("  ")
 }
+
+/// Compares `value` with the committed snapshot `exercises/checks/snapshots/<name>.snap`, which
+/// the reference solution produced. Redact volatile fields (ids, times) before calling.
+/// A missing or different snapshot is a failure; a check never writes or accepts one
+/// (`INSTA_UPDATE=no`, set in `.cargo/config.toml`).
+pub fn snapshot(name: &str, value: &Value, hint: &str) -> Result<(), Failure> {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/checks/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    let compared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        settings.bind(|| insta::assert_json_snapshot!(name, value));
+    }));
+    match compared {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            super::runner::forget_current_panic();
+            Err(Failure::new(format!(
+                "la transcripción no coincide con la de referencia (snapshot «{name}»; el diff está arriba)"
+            ))
+            .got(value.to_string())
+            .hint(hint))
+        }
+    }
+}

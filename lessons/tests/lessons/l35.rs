@@ -1,0 +1,1 @@
+//! Práctica 35 (en preparación)

@@ -1,0 +1,1 @@
+//! Práctica 36 (en preparación)

@@ -1,0 +1,1 @@
+//! Práctica 37 (en preparación)

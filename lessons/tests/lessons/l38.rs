@@ -1,0 +1,1 @@
+//! Práctica 38 (en preparación)
