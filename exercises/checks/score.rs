@@ -1,0 +1,1 @@
+//! (en preparación) From check outcomes to rubric points and levels.
