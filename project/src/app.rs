@@ -29,6 +29,7 @@ use crate::{auth, rooms, web, ws};
 /// Largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+// ANCHOR: app_state
 /// Everything a handler may need. Cheap to clone: each field is an `Arc` or a handle.
 #[derive(Clone)]
 pub struct AppState {
@@ -50,6 +51,7 @@ pub struct AppState {
     /// Background jobs: mention e-mails and their records (see [`crate::jobs`]).
     pub jobs: crate::jobs::Jobs,
 }
+// ANCHOR_END: app_state
 
 /// A server ready to serve: backends connected, admin and `general` in place.
 pub struct App {
@@ -128,6 +130,7 @@ impl App {
         &self.state
     }
 
+    // ANCHOR: serve
     /// Serves on `listener` until `shutdown` resolves, then closes every WebSocket with 1001
     /// and waits (at most the configured grace) for connections and tasks to finish.
     pub async fn serve(
@@ -163,6 +166,7 @@ impl App {
         }
         Ok(())
     }
+    // ANCHOR_END: serve
 }
 
 /// Creates `general` and the admin account when they do not exist yet. Returns the admin
@@ -214,6 +218,7 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
     }
 }
 
+// ANCHOR: router
 /// Every route, with tracing, the body limit and JSON answers for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -234,6 +239,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
+// ANCHOR_END: router
 
 /// The span of one request: method and path only. The query string is left out on purpose:
 /// `/ws?token=...` must never put a token in the logs.

@@ -17,6 +17,7 @@ pub struct Invalid(pub String);
 #[serde(transparent)]
 pub struct Username(String);
 
+// ANCHOR: username
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let valid_chars = raw
@@ -35,6 +36,7 @@ impl Username {
         &self.0
     }
 }
+// ANCHOR_END: username
 
 impl fmt::Display for Username {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,7 @@ use chat::{App, Config};
 use clap::Parser;
 use tokio::net::TcpListener;
 
+// ANCHOR: main
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     chat::telemetry::init();
@@ -34,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
     );
     app.serve(listener, shutdown_signal()).await
 }
+// ANCHOR_END: main
 
+// ANCHOR: shutdown_signal
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (what `docker stop` and Kubernetes send).
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -62,3 +65,4 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
+// ANCHOR_END: shutdown_signal

@@ -33,6 +33,7 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+// ANCHOR: auth_user
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
@@ -41,3 +42,4 @@ impl FromRequestParts<AppState> for AuthUser {
         state.tokens.verify(token).ok_or_else(ApiError::bad_token)
     }
 }
+// ANCHOR_END: auth_user

@@ -158,6 +158,7 @@ impl MemoryLog {
 
 #[async_trait]
 impl MessageLog for MemoryLog {
+    // ANCHOR: append
     async fn append(&self, draft: Draft) -> StoreResult<Appended> {
         let room_log = self.room_log(&draft.room);
         let mut log = lock(&room_log);
@@ -198,6 +199,7 @@ impl MessageLog for MemoryLog {
             duplicate: false,
         })
     }
+    // ANCHOR_END: append
 
     async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage> {
         let Some(room_log) = self.rooms.get(room).map(|entry| entry.clone()) else {

@@ -216,6 +216,7 @@ impl Cache {
     // What we cache
     // ------------------------------------------------------------------------------------------
 
+    // ANCHOR: cache_rooms
     /// `GET /rooms` as `user` sees it, from the cache or from `compute`.
     pub async fn rooms<T, Fut>(
         &self,
@@ -229,6 +230,7 @@ impl Cache {
         let key = |generation| format!("rooms:v{generation}:{user}");
         self.serve("rooms", key, self.rooms_ttl, compute).await
     }
+    // ANCHOR_END: cache_rooms
 
     /// `GET /admin/stats`, from the cache or from `compute`.
     pub async fn admin_stats<T, Fut>(
@@ -244,6 +246,7 @@ impl Cache {
             .await
     }
 
+    // ANCHOR: invalidate
     /// Call after a write that changes what `GET /rooms` shows, once the write is stored: every
     /// user's cached list (and the stats) is out of date from now on, on every node.
     ///
@@ -259,7 +262,9 @@ impl Cache {
             }
         }
     }
+    // ANCHOR_END: invalidate
 
+    // ANCHOR: serve
     /// Looks `key` up under the current generation, computes on a miss, serializes, and counts
     /// the hit or miss in `chat_cache_{hits,misses}_total{cache=name}`.
     async fn serve<T, Fut>(
@@ -286,6 +291,7 @@ impl Cache {
         metrics::counter!(counter, "cache" => name).increment(1);
         Ok(Cached { body, status })
     }
+    // ANCHOR_END: serve
 
     async fn generation(&self) -> Option<u64> {
         match &*self.store {

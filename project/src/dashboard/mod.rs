@@ -119,6 +119,7 @@ pub fn spawn_workers(state: &AppState, events: mpsc::Receiver<Activity>) {
     state.tasks.spawn(stats::run(state.clone(), live));
 }
 
+// ANCHOR: record
 /// Drains the activity queue into the log, in batches, until shutdown.
 async fn record(
     log: Arc<dyn ActivityLog>,
@@ -140,6 +141,7 @@ async fn record(
         batch.clear();
     }
 }
+// ANCHOR_END: record
 
 const PAGE_HTML: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("dashboard.js");

@@ -61,6 +61,7 @@ pub fn admin_from(
     Ok(user)
 }
 
+// ANCHOR: sse_events
 /// Opens the stream: replays what a `Last-Event-ID` missed, then live events, a `stats` event
 /// every second and a keep-alive comment on its own timer.
 pub async fn events(
@@ -89,6 +90,7 @@ pub async fn events(
         Err(error) => ApiError::from(error).into_response(),
     }
 }
+// ANCHOR_END: sse_events
 
 /// What a stream sends next, before it becomes an SSE [`Event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,7 @@ enum Out {
 }
 
 impl Out {
+    // ANCHOR: sse_out
     /// The wire form, built per stream from JSON that was serialized once for all of them.
     fn into_event(self) -> Event {
         match self {
@@ -115,6 +118,7 @@ impl Out {
             Self::KeepAlive => Event::default().comment("keep-alive"),
         }
     }
+    // ANCHOR_END: sse_out
 }
 
 /// One dashboard's position in the node's feeds.
@@ -178,6 +182,7 @@ impl Subscription {
         })
     }
 
+    // ANCHOR: sse_next
     /// The next event to write; `None` ends the stream (shutdown).
     async fn next(&mut self) -> Option<Out> {
         loop {
@@ -208,6 +213,7 @@ impl Subscription {
             }
         }
     }
+    // ANCHOR_END: sse_next
 
     /// Fell behind the live ring: reads what was missed from the log instead.
     async fn catch_up(&mut self) {

@@ -219,6 +219,7 @@ impl Jobs {
         self.counts().await.map(drop)
     }
 
+    // ANCHOR: message_sent
     /// Hands a freshly stored message to the mention logic. Never waits: called on the
     /// connection's path, so when the mention queue is full the message's mentions are dropped.
     pub fn message_sent(&self, room: RoomId, message_id: u64, author: &str, text: String) {
@@ -235,6 +236,7 @@ impl Jobs {
                 "cola de menciones llena: se ignoran las menciones de un mensaje");
         }
     }
+    // ANCHOR_END: message_sent
 
     /// Queues the e-mail for a mention, unless that user got one about that room within the
     /// window (then `None`). Returns the job id.

@@ -57,11 +57,13 @@ pub(super) fn redis_queue_config(prefix: &str, config: &JobsConfig) -> RedisQueu
         .batch_size(config.concurrency.max(1))
 }
 
+// ANCHOR: backoff
 /// The wait before attempt `failed_attempt + 1`: `base`, `2 × base`, `4 × base`…
 pub fn backoff(base: Duration, failed_attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(failed_attempt.saturating_sub(1));
     base.saturating_mul(factor).min(MAX_BACKOFF)
 }
+// ANCHOR_END: backoff
 
 /// What runs an e-mail job: the jobs handle (records, queue) and the mailer.
 pub(super) struct Runner {
@@ -71,6 +73,7 @@ pub(super) struct Runner {
 }
 
 impl Runner {
+    // ANCHOR: attempt
     /// One attempt of one job (see the module docs for the retry policy).
     async fn run(&self, job: EmailJob) -> Result<(), BoxDynError> {
         let config = &self.jobs.shared.config;
@@ -121,8 +124,10 @@ impl Runner {
         }
         Ok(())
     }
+    // ANCHOR_END: attempt
 }
 
+// ANCHOR: handler
 /// The apalis handler: one span per job, with its id, then [`Runner::run`].
 async fn email_handler(
     job: EmailJob,
@@ -132,6 +137,7 @@ async fn email_handler(
     let span = tracing::info_span!("job", id = %job.id, kind = "email", attempt = job.attempt, worker = worker.name());
     runner.run(job).instrument(span).await
 }
+// ANCHOR_END: handler
 
 /// Registers the e-mail worker (unless `CHAT_JOB_CONCURRENCY` is 0) and the periodic sweep on
 /// one monitor, and runs it as a task of the server: on shutdown the workers stop taking jobs,

@@ -64,6 +64,7 @@ async fn summary(state: &AppState, room: Room) -> Result<RoomSummary, ApiError> 
         (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
     ),
 )]
+// ANCHOR: list_rooms
 async fn list_rooms(State(state): State<AppState>, caller: AuthUser) -> Result<Cached, ApiError> {
     // Cache-aside: the cached list of this caller, or `visible_rooms` computed and cached.
     state
@@ -71,6 +72,7 @@ async fn list_rooms(State(state): State<AppState>, caller: AuthUser) -> Result<C
         .rooms(&caller.username, || visible_rooms(&state, &caller.username))
         .await
 }
+// ANCHOR_END: list_rooms
 
 /// What `GET /rooms` shows `user`, read from the backends (on a cache miss).
 async fn visible_rooms(state: &AppState, user: &str) -> Result<Vec<RoomSummary>, ApiError> {

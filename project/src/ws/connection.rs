@@ -95,6 +95,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     pings.tick().await;
     let mut last_heard = Instant::now();
 
+    // ANCHOR: connection_loop
     let exit = loop {
         let step = async {
             tokio::select! {
@@ -122,6 +123,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
             break exit;
         }
     };
+    // ANCHOR_END: connection_loop
 
     // Leave first: the rooms must not wait for a peer that may never read its close frame.
     // Unreachable for mentions first, so whoever sees this user leave a room also knows that a
@@ -332,6 +334,7 @@ impl Connection {
         Ok(())
     }
 
+    // ANCHOR: send_message
     async fn send_message(
         &mut self,
         socket: &mut WebSocket,
@@ -378,6 +381,7 @@ impl Connection {
         }
         Ok(())
     }
+    // ANCHOR_END: send_message
 
     async fn typing(&mut self, room: &str) -> Result<(), FrameError> {
         let room_id = self.joined_room(room)?;
@@ -400,6 +404,7 @@ impl Connection {
             .map_err(unavailable)
     }
 
+    // ANCHOR: forward
     /// Writes a room event to the client, unless the client left the room or already got the
     /// message in a `joined` history.
     async fn forward(
@@ -427,6 +432,7 @@ impl Connection {
         }
         send_text(socket, event.frame.clone()).await
     }
+    // ANCHOR_END: forward
 
     /// The room id if the room exists and the user may join it (`not_found`, `not_member`).
     async fn room_the_user_may_use(&self, room: &str) -> Result<RoomId, FrameError> {

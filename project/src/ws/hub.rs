@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Audience, ConnId, RoomEvent};
 use crate::domain::RoomId;
 
+// ANCHOR: subscriber
 /// How one connection receives room events.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
@@ -24,7 +25,9 @@ pub struct Subscriber {
     /// Cancelled when the queue overflows.
     pub overflow: CancellationToken,
 }
+// ANCHOR_END: subscriber
 
+// ANCHOR: hub
 /// Room id → the local connections that joined it.
 ///
 /// A `DashMap` shards the rooms, so there is no global lock on the message path: delivering to
@@ -35,6 +38,7 @@ pub struct Hub {
     /// Username → every local connection of that user, from connect to disconnect.
     users: DashMap<String, HashMap<ConnId, Subscriber>>,
 }
+// ANCHOR_END: hub
 
 impl Hub {
     pub fn new() -> Self {
@@ -83,6 +87,7 @@ impl Hub {
         }
     }
 
+    // ANCHOR: deliver
     /// Offers the event to every local subscriber of its room (or, for [`Audience::User`], to
     /// every local connection of that user): one `Arc` clone each.
     pub fn deliver(&self, event: RoomEvent) {
@@ -112,14 +117,17 @@ impl Hub {
             }
         }
     }
+    // ANCHOR_END: deliver
 }
 
+// ANCHOR: offer
 /// Queues the event for one connection without waiting; a full queue cancels the connection.
 fn offer(subscriber: &Subscriber, event: &Arc<RoomEvent>) {
     if let Err(mpsc::error::TrySendError::Full(_)) = subscriber.queue.try_send(event.clone()) {
         subscriber.overflow.cancel();
     }
 }
+// ANCHOR_END: offer
 
 #[cfg(test)]
 mod tests {

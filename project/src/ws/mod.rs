@@ -37,6 +37,7 @@ struct WsQuery {
     token: Option<String>,
 }
 
+// ANCHOR: upgrade
 /// Checks the Origin (403), then the token (401), and only then upgrades.
 async fn upgrade(
     State(state): State<AppState>,
@@ -77,7 +78,9 @@ async fn upgrade(
     };
     accept(upgrade, state, user)
 }
+// ANCHOR_END: upgrade
 
+// ANCHOR: accept
 /// Replaces tungstenite's generous defaults (64 MiB messages, 16 MiB frames, unbounded write
 /// buffer) with the contract's limits, and runs the connection as a task the server tracks.
 fn accept(upgrade: WebSocketUpgrade, state: AppState, user: AuthUser) -> Response {
@@ -90,3 +93,4 @@ fn accept(upgrade: WebSocketUpgrade, state: AppState, user: AuthUser) -> Respons
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| tasks.track_future(connection::run(socket, state, user)))
 }
+// ANCHOR_END: accept

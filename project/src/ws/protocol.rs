@@ -11,6 +11,7 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 /// Longest `client_id` accepted, in characters.
 pub const MAX_CLIENT_ID_CHARS: usize = 128;
 
+// ANCHOR: client_frame
 /// A frame from a client, already checked for shape.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -32,6 +33,7 @@ pub enum ClientFrame {
     },
     Ping,
 }
+// ANCHOR_END: client_frame
 
 const KNOWN_TYPES: [&str; 5] = ["join", "leave", "send", "typing", "ping"];
 

@@ -123,6 +123,7 @@ impl Listener {
         Ok(Self { subscription, hub })
     }
 
+    // ANCHOR: listener_run
     /// Delivers events to the hub until `shutdown`, reconnecting whenever the connection drops.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         while let Some(delivery) = self.subscription.next(&shutdown).await {
@@ -137,6 +138,7 @@ impl Listener {
             }
         }
     }
+    // ANCHOR_END: listener_run
 }
 
 #[cfg(test)]
