@@ -241,6 +241,7 @@ pub fn router(state: AppState) -> Router {
 }
 // ANCHOR_END: router
 
+// ANCHOR: request_span
 /// The span of one request: method and path only. The query string is left out on purpose:
 /// `/ws?token=...` must never put a token in the logs.
 fn request_span(request: &Request) -> tracing::Span {
@@ -250,6 +251,7 @@ fn request_span(request: &Request) -> tracing::Span {
         .map(MatchedPath::as_str);
     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), route)
 }
+// ANCHOR_END: request_span
 
 /// `/health`: 200 while the process serves (liveness; it checks no backend on purpose).
 #[utoipa::path(

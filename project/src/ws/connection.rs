@@ -474,6 +474,7 @@ impl Connection {
             })
     }
 
+    // ANCHOR: check_still_allowed
     /// Authorization is checked on every frame, not only at join: a user who lost access to a
     /// private room is taken out of it.
     async fn check_still_allowed(&mut self, room_id: &RoomId) -> Result<(), FrameError> {
@@ -497,6 +498,7 @@ impl Connection {
             "ya no tienes acceso a esta sala",
         ))
     }
+    // ANCHOR_END: check_still_allowed
 
     async fn leave_room(&mut self, room_id: &RoomId) {
         self.state.hub.unsubscribe(room_id, self.id);

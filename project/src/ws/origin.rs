@@ -30,6 +30,7 @@ impl OriginPolicy {
         }
     }
 
+    // ANCHOR: origin_allows
     /// Whether a request with this `Origin` (and this `Host`) may connect.
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
         let origin = origin.to_ascii_lowercase();
@@ -44,6 +45,7 @@ impl OriginPolicy {
             }
         }
     }
+    // ANCHOR_END: origin_allows
 }
 
 /// `http://localhost`, `http://127.0.0.1` or `http://[::1]`, with an optional numeric port.
