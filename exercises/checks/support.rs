@@ -90,9 +90,17 @@ impl WsClient {
                 .expected("que el servidor acepte el upgrade (101 Switching Protocols)")
                 .got(error.to_string())
                 .hint("¿La ruta existe y responde con `WebSocketUpgrade::on_upgrade`?")),
-            Err(_) => Err(Failure::new(format!("el WebSocket {url} no se abrió a tiempo"))
-                .hint("¿El handler llega a devolver la respuesta del upgrade?")),
+            Err(_) => Err(
+                Failure::new(format!("el WebSocket {url} no se abrió a tiempo"))
+                    .hint("¿El handler llega a devolver la respuesta del upgrade?"),
+            ),
         }
+    }
+
+    /// Wraps a stream opened by other means (a socket with custom options, a handshake with
+    /// extra headers).
+    pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self { stream }
     }
 
     /// Sends `value` as a text frame.
@@ -138,13 +146,15 @@ impl WsClient {
                     });
                 }
                 Message::Close(frame) => {
-                    return Err(Failure::new("el servidor cerró la conexión")
-                        .got(format!("{frame:?}")));
+                    return Err(
+                        Failure::new("el servidor cerró la conexión").got(format!("{frame:?}"))
+                    );
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 Message::Binary(_) => {
-                    return Err(Failure::new("llegó un frame binario")
-                        .expected("frames de texto con JSON"));
+                    return Err(
+                        Failure::new("llegó un frame binario").expected("frames de texto con JSON")
+                    );
                 }
             }
         }
