@@ -258,6 +258,7 @@ mod tests {
     use crate::config::Config;
     use crate::dashboard::activity::Activity;
 
+    // ANCHOR: fixture
     async fn memory_dashboard() -> Dashboard {
         let mut config = Config::from_env();
         config.redis_url = None;
@@ -265,6 +266,7 @@ mod tests {
             .await
             .unwrap()
     }
+    // ANCHOR_END: fixture
 
     async fn record(dashboard: &Dashboard, count: u64) {
         let batch: Vec<Activity> = (0..count)
@@ -296,6 +298,7 @@ mod tests {
         assert_eq!(activity_id(stream.next().await), 1501);
     }
 
+    // ANCHOR: resume_test
     #[tokio::test]
     async fn a_resume_replays_exactly_what_was_missed_and_ignores_bad_ids() {
         let dashboard = memory_dashboard().await;
@@ -316,6 +319,7 @@ mod tests {
         assert_eq!(activity_id(fresh.next().await), 11);
         assert_eq!(activity_id(future.next().await), 11);
     }
+    // ANCHOR_END: resume_test
 
     #[tokio::test]
     async fn a_stream_ends_on_shutdown() {
