@@ -434,20 +434,21 @@ impl ManualReview {
 // ---------------------------------------------------------------------------------------------
 
 /// What a check whose body could not check anything here returns (exercise 6 without
-/// `--command`, say): its points are reported as unchecked, neither won nor lost.
+/// `--command`, say): its points are reported as unchecked, neither won nor lost. The same as
+/// [`Failure::not_checked`].
 pub fn not_checked(reason: impl Into<String>) -> Failure {
-    Failure::new(format!("{NOT_CHECKED_PREFIX}: {}", reason.into()))
+    Failure::not_checked(reason)
 }
 
-const NOT_CHECKED_PREFIX: &str = "no comprobado";
-
-/// Whether a failure is really "could not check" ([`not_checked`]).
+/// Whether a failure is really "could not check" ([`Failure::not_checked`]); the prefix is
+/// matched without regard to case, so a hand-written "No comprobado: …" counts too.
 pub fn is_not_checked(failure: &Failure) -> bool {
-    failure
-        .what
-        .trim_start()
-        .to_lowercase()
-        .starts_with(NOT_CHECKED_PREFIX)
+    failure.is_not_checked()
+        || failure
+            .what
+            .trim_start()
+            .to_lowercase()
+            .starts_with(Failure::NOT_CHECKED)
 }
 
 /// How one check ended, as the rubric counts it.
