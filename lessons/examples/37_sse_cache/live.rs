@@ -113,8 +113,10 @@ impl Feed {
         let _ = self.inner.live.send(event);
         id
     }
-    // ANCHOR_END: feed
+}
+// ANCHOR_END: feed
 
+impl Feed {
     /// El id del último mensaje publicado (0 si no hay ninguno).
     pub fn last_id(&self) -> u64 {
         self.log().next_id - 1
