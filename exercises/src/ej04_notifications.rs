@@ -102,7 +102,8 @@ pub struct NewNotification {
     pub body: String,
 }
 
-/// Qué pasó al publicar: a quién llegó en vivo y a quién se le encoló un e-mail (ordenados).
+/// Qué pasó al publicar: los suscritos conectados (se les envió en vivo) y aquellos a los que
+/// se les encoló un e-mail, ordenados por nombre.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub id: u64,
