@@ -10,6 +10,7 @@ mod backend_suite;
 mod browser;
 mod cache;
 mod cluster;
+mod deploy;
 mod dashboard;
 mod helpers;
 mod http_basics;
