@@ -16,6 +16,11 @@
 //! Apodo y sala se validan ANTES del upgrade (de 1 a 20 caracteres: letras, números, `-` o `_`);
 //! si no valen, la respuesta es un `400 Bad Request` y no se abre ningún socket.
 //!
+//! Diferencias con la práctica 35, para que no te sorprendan: quien entra recibe `welcome` (con
+//! la lista de miembros) y el `joined` es solo para los demás; salir es una llamada explícita a
+//! `Hub::leave` (no hay un `Drop` que lo haga por ti); y para expulsar a un cliente lento no hay
+//! `CancellationToken`: basta con quitarlo del hub, porque al soltar su `Sender` su cola se cierra.
+//!
 //! Todos los frames son de texto con JSON y un campo `type`.
 //!
 //! | sentido | frame | cuándo |

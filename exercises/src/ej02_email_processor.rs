@@ -21,6 +21,11 @@
 //! Los estados: `pending` (en la cola, o esperando el siguiente intento), `running` (un intento en
 //! curso), `done` (enviado) y `failed` (sin más intentos, o un error permanente).
 //!
+//! Ojo, dos diferencias con la práctica 36: allí `failed` quiere decir «falló y se reintentará» y
+//! el estado final es `dead`; aquí solo hay cuatro estados, así que la espera de un reintento es
+//! `pending` y `failed` es el final. Y allí cada reintento se vuelve a encolar con retraso; aquí,
+//! para que sea más corto, `process` reintenta en un bucle dentro del mismo trabajo.
+//!
 //! # Las reglas que se comprueban (una comprobación cada una)
 //!
 //! Núcleo:

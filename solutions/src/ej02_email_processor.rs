@@ -302,7 +302,8 @@ impl Jobs {
     ///
     /// Los reintentos son nuestros, no de apalis: el estado que ve el cliente y las esperas son
     /// exactamente los de la política. (El worker queda ocupado durante la espera; el proyecto
-    /// final reencola el trabajo con retraso para no ocuparlo, ver `project/src/jobs/worker.rs`.)
+    /// final y la práctica 36 reencolan el trabajo con retraso para no ocuparlo: ver
+    /// `project/src/jobs/worker.rs`.)
     pub async fn process(&self, job: EmailJob) -> JobStatus {
         let email = match render(&job.request) {
             Ok(email) => email,
