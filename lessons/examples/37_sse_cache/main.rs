@@ -173,8 +173,21 @@ async fn index(State(state): State<AppState>) -> Html<String> {
                 .to_owned()
         }
     };
-    let body = include_str!("page.html").replace("{{cache_backend}}", &backend);
+    // Los tiempos y tamaños que cita la página salen de los ajustes, no de un texto fijo.
+    let settings = &state.settings;
+    let body = include_str!("page.html")
+        .replace("{{cache_backend}}", &backend)
+        .replace("{{stats_s}}", &seconds(settings.stats_every))
+        .replace("{{keep_alive_s}}", &seconds(settings.keep_alive))
+        .replace("{{ttl_s}}", &seconds(settings.cache_ttl))
+        .replace("{{query_ms}}", &settings.query_cost.as_millis().to_string())
+        .replace("{{replay}}", &settings.replay_capacity.to_string());
     lessons::page("Práctica 37 · Server-Sent Events y caching", &body)
+}
+
+/// Segundos, con decimales solo si hacen falta (`2`, `0.5`).
+fn seconds(duration: Duration) -> String {
+    duration.as_secs_f64().to_string()
 }
 
 #[tokio::main]

@@ -27,6 +27,7 @@ const HEADER_BYTES: u64 = 8 * 1024;
 #[derive(Debug, Clone)]
 pub struct Explanation {
     pub chat_url: String,
+    pub chat_port: u16,
     pub admin_username: String,
     /// La contraseña de `admin`, solo si es la fija de clase (una tuya no se enseña).
     pub class_password: Option<String>,
@@ -42,6 +43,12 @@ impl Explanation {
             .filter(|password| password == super::CLASS_ADMIN_PASSWORD);
         Self {
             chat_url: chat_url.to_owned(),
+            // El puerto del chat, sacado de su URL (`http://localhost:3038`).
+            chat_port: chat_url
+                .rsplit(':')
+                .next()
+                .and_then(|port| port.trim_end_matches('/').parse().ok())
+                .unwrap_or(config.addr.port()),
             admin_username: config.admin_username.clone(),
             class_password,
             outbox: absolute(&config.jobs.outbox),
@@ -98,6 +105,7 @@ async fn lesson_page(State(page): State<Page>) -> Html<String> {
     };
     let body = include_str!("page.html")
         .replace("{{chat_url}}", &escape(&explanation.chat_url))
+        .replace("{{chat_port}}", &explanation.chat_port.to_string())
         .replace("{{admin}}", &admin)
         .replace(
             "{{outbox}}",

@@ -130,6 +130,11 @@ async fn the_page_lists_the_four_steps_and_says_where_the_cache_lives() {
         "it names the in-process cache"
     );
     assert!(page.contains("new EventSource(\"/events\")"));
+    assert!(!page.contains("{{"), "every placeholder is filled");
+    assert!(
+        page.contains("una consulta lenta (5 ms)"),
+        "the page quotes the settings it runs with"
+    );
 }
 
 #[test]

@@ -264,6 +264,7 @@ async fn the_assembled_chat_serves_health_and_the_lesson_page_explains_it() {
     ] {
         assert!(page.contains(expected), "the page says {expected:?}");
     }
+    assert!(!page.contains("{{"), "every placeholder is filled");
     let status = page_status(&running).await;
     assert_eq!(status["stats"]["connections"], 0);
     assert_eq!(status["outbox"]["count"], 0);
