@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::HeaderMap;
+use axum::http::header::HOST;
 use axum::response::Html;
 use axum::routing::{get, post};
 
@@ -79,11 +81,18 @@ pub fn app_with(settings: Settings) -> Router {
 // ANCHOR_END: router
 
 /// La página: los pasos, qué probar en cada uno y un cliente en JavaScript para cada ruta.
-async fn index() -> Html<String> {
-    lessons::page(
-        "Práctica 35 · WebSockets y tiempo real",
-        include_str!("page.html"),
-    )
+/// Los comandos de ejemplo llevan la dirección con la que abriste la página.
+async fn index(headers: HeaderMap) -> Html<String> {
+    let host = headers
+        .get(HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| {
+            host.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        })
+        .unwrap_or("localhost:3035");
+    let body = include_str!("page.html").replace("{{host}}", host);
+    lessons::page("Práctica 35 · WebSockets y tiempo real", &body)
 }
 
 #[tokio::main]

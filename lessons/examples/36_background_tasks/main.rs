@@ -22,7 +22,8 @@
 //! - `status.rs`: pasos 5 y 6, `GET /jobs/{id}` y `GET /stats`.
 //!
 //! Variables: `REDIS_URL` (cola en Redis), `OUTBOX_DIR` (carpeta de los `.eml`; por defecto
-//! `outbox-36` en la carpeta temporal del sistema), `LESSON_ADDR` (dirección y puerto).
+//! `outbox-36` en la carpeta temporal del sistema), `LESSON_ADDR` (dirección y puerto),
+//! `LESSON_WORKERS=0` (este proceso solo encola; con Redis, otro proceso envía).
 
 pub mod mailer;
 pub mod queue;
@@ -63,6 +64,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Cada cuánto corre la tarea periódica.
     pub schedule_every: Duration,
+    /// Con `false`, este proceso solo encola (`LESSON_WORKERS=0`): otro, con la misma Redis,
+    /// hará el trabajo. Así se ve que la cola no es de nadie.
+    pub workers: bool,
 }
 
 impl Config {
@@ -78,6 +82,7 @@ impl Config {
             queue: DEFAULT_QUEUE.to_owned(),
             retry: RetryPolicy::default(),
             schedule_every: Duration::from_secs(15),
+            workers: std::env::var("LESSON_WORKERS").as_deref() != Ok("0"),
         }
     }
 }
@@ -129,7 +134,13 @@ pub async fn app(config: Config) -> anyhow::Result<Router> {
         mailer: mailer::Mailer::new(config.outbox.clone())?,
         retry: config.retry,
     });
-    worker::spawn_monitor(runner, schedule.clone(), stop.clone());
+    if config.workers {
+        worker::spawn_monitor(runner, schedule.clone(), stop.clone());
+    } else {
+        tracing::warn!(
+            "LESSON_WORKERS=0: este proceso encola, pero no envía ni ejecuta la tarea periódica"
+        );
+    }
     tracing::info!(backend = queue.backend_name(), outbox = %config.outbox.display(), "cola lista");
 
     let state = AppState {

@@ -82,8 +82,11 @@ impl EmailQueue {
             }
         }
     }
-    // ANCHOR_END: queue
+}
+// ANCHOR_END: queue
 
+impl EmailQueue {
+    /// Cómo se llama el backend en la página y en `/stats`.
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Memory { .. } => "memoria",
@@ -135,7 +138,7 @@ pub async fn view(State(state): State<AppState>) -> Json<QueueView> {
                 queue: Some(name.clone()),
                 keys,
                 redis_cli: redis_cli(name),
-                note: "active (lista): ids listos para un worker; scheduled (zset): reintentos, con su hora unix como score; data (hash): el JSON de cada tarea; meta:<id> (hash): su estado e intentos según apalis; done (set): las terminadas; workers: quién está vivo",
+                note: "scheduled (zset): cada tarea nueva entra aquí con su hora unix como score (ahora, o la de su reintento); active (lista): las que un worker ya puede tomar; data (hash): el JSON de cada tarea; meta:<id> (hash): su estado e intentos según apalis; done (set): las terminadas; workers: quién está vivo",
             })
         }
     }
@@ -164,6 +167,10 @@ async fn redis_keys(mut conn: ConnectionManager, queue: &str) -> redis::RedisRes
     let mut keys = Vec::new();
     for key in names {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
+        // Una clave puede desaparecer entre el SCAN y el TYPE (un worker terminó algo).
+        if kind == "none" {
+            continue;
+        }
         let len_command = match kind.as_str() {
             "list" => "LLEN",
             "zset" => "ZCARD",

@@ -157,6 +157,25 @@ impl JobStore {
         self.changes.bump();
     }
 
+    /// Un trabajo que el worker tomó de la cola sin que este proceso lo encolara: con Redis, uno
+    /// que quedó pendiente antes de un reinicio. Lo registramos para que `GET /jobs/{id}` lo vea.
+    pub fn adopt(&self, id: &str, to: &str, subject: &str) {
+        let mut records = self.lock();
+        if records.iter().any(|r| r.id == id) {
+            return;
+        }
+        records.push(JobRecord {
+            id: id.to_owned(),
+            to: to.to_owned(),
+            subject: subject.to_owned(),
+            status: JobStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            file: None,
+            history: Vec::new(),
+        });
+    }
+
     /// Anota un cambio de estado (y, si lo hay, el error o el archivo escrito).
     pub fn transition(
         &self,
@@ -229,7 +248,7 @@ fn now() -> String {
 // ANCHOR: status_route
 #[derive(Deserialize)]
 pub struct WaitQuery {
-    /// `?wait=1`: no contestes hasta que el trabajo termine (`done` o `dead`), o 10 s.
+    /// `?wait=1`: no contestes hasta que el trabajo exista y termine (`done` o `dead`), o 10 s.
     wait: Option<u8>,
 }
 
@@ -241,7 +260,12 @@ pub async fn job(
 ) -> Result<Json<JobRecord>, (StatusCode, &'static str)> {
     let store = &state.store;
     if query.wait == Some(1) {
-        let finished = || store.get(&id).is_none_or(|record| record.status.is_final());
+        // Un id que aún no conocemos puede ser de un trabajo que otro proceso encoló en Redis.
+        let finished = || {
+            store
+                .get(&id)
+                .is_some_and(|record| record.status.is_final())
+        };
         store.changes.wait_until(LONGEST_WAIT, finished).await;
     }
     store

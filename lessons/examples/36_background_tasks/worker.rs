@@ -80,6 +80,7 @@ impl Runner {
     async fn run(&self, job: EmailJob) -> Result<(), BoxDynError> {
         let counters = &self.store.counters;
         Counters::add(&counters.attempts);
+        self.store.adopt(&job.id, &job.to, &job.subject);
         self.store
             .transition(&job.id, JobStatus::Running, job.attempt, None, None);
         tracing::info!("intento de envío");

@@ -103,6 +103,9 @@ async fn l35_the_page_answers_with_every_step() {
         assert!(page.contains(route), "the page does not mention {route}");
     }
     assert!(page.contains("project/src/ws/hub.rs"));
+    // The sample commands carry the address the page was opened with.
+    assert!(page.contains(&format!("'http://{}/ws/hello?nick=ana'", lesson.addr)));
+    assert!(!page.contains("{{"), "a placeholder was left unfilled");
 }
 
 #[tokio::test]

@@ -53,6 +53,7 @@ fn config(outbox: &Outbox) -> lesson::Config {
         queue: lesson::DEFAULT_QUEUE.to_owned(),
         retry: TEST_RETRY,
         schedule_every: Duration::from_millis(50),
+        workers: true,
     }
 }
 
@@ -383,6 +384,61 @@ async fn l36_emails_are_sent_retried_and_given_up_on_redis() {
             .iter()
             .any(|c| c.as_str().unwrap().contains(&format!("{queue}:scheduled")))
     );
+}
+
+/// The length of one of the queue's Redis keys as `GET /queue` reports it (0 when absent).
+fn key_len(view: &Value, key: &str) -> u64 {
+    view["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["key"] == key)
+        .map_or(0, |entry| entry["len"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn l36_a_job_queued_by_one_process_waits_in_redis_until_another_sends_it() {
+    let test = "l36_a_job_queued_by_one_process_waits_in_redis_until_another_sends_it";
+    let Some(url) = support::redis_url(test).await else {
+        return;
+    };
+    let outbox = Outbox::new();
+    let queue = format!("lesson36-test-{}", uuid::Uuid::new_v4().simple());
+    let worker_queue = queue.clone();
+    let producer = serve(lesson::Config {
+        redis_url: Some(url.clone()),
+        queue: queue.clone(),
+        workers: false,
+        ..config(&outbox)
+    })
+    .await;
+    let id = enqueue(&producer, "carla@example.com", "Desde otro proceso", 0).await;
+
+    // Nobody works in the producer: the job waits in Redis. apalis-redis files every new task
+    // in `scheduled` (due now), and a worker's fetch moves due ones to `active`.
+    let (_, view) = get(&producer, "/queue").await;
+    let waiting = |view: &Value| {
+        key_len(view, &format!("{queue}:scheduled")) + key_len(view, &format!("{queue}:active"))
+    };
+    assert_eq!(waiting(&view), 1, "{view}");
+    assert_eq!(key_len(&view, &format!("{queue}:data")), 1, "{view}");
+    let (_, job) = get(&producer, &format!("/jobs/{id}")).await;
+    assert_eq!(job["status"], "pending");
+
+    // A second process on the same Redis, with workers, takes it and sends it.
+    let worker = serve(lesson::Config {
+        redis_url: Some(url),
+        queue: worker_queue,
+        ..config(&outbox)
+    })
+    .await;
+    let job = finished(&worker, &id).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let eml = std::fs::read_to_string(job["file"].as_str().unwrap()).unwrap();
+    assert!(eml.contains("\r\nTo: carla@example.com\r\n"), "{eml}");
+    let (_, view) = get(&producer, "/queue").await;
+    // (Not `done` yet, necessarily: apalis acknowledges a task after our handler returns.)
+    assert_eq!(waiting(&view), 0, "{view}");
 }
 
 #[tokio::test]
