@@ -1,11 +1,12 @@
 //! Ejercicio 5 · Motor de juego multijugador: «Recolectores»
 //!
-//! Objetivo:          un juego pequeño por WebSocket. Cada jugador es una letra en un tablero con
-//!                    muros y monedas; se mueve una casilla por tick y gana quien recoja más
-//!                    monedas. El servidor manda: los clientes solo PIDEN movimientos, y una
-//!                    función pura, `step`, decide en cada tick cuáles valen. Un bucle a ritmo fijo
-//!                    difunde el estado a todos; los jugadores entran, salen y vuelven a mitad de
-//!                    partida (con su token recuperan su jugador durante un periodo de gracia).
+//! Objetivo:          un juego pequeño por WebSocket. Cada jugador ocupa una casilla de un
+//!                    tablero con muros y monedas; se mueve una casilla por tick y gana quien
+//!                    recoja más monedas. El servidor manda: los clientes solo PIDEN
+//!                    movimientos, y una función pura, `step`, decide en cada tick cuáles valen.
+//!                    Un bucle a ritmo fijo difunde el estado a todos; los jugadores entran, salen
+//!                    y vuelven a mitad de partida (con su token recuperan su jugador durante un
+//!                    periodo de gracia).
 //! Tiempo estimado:   2–3 horas.
 //! Sigue a:           la práctica 35, `cargo run --example 35_websockets` (sobre todo `hub.rs`:
 //!                    colas acotadas con `try_send`, y `chat.rs`: un `select!` por conexión).
@@ -18,13 +19,19 @@
 //! ## El protocolo (JSON con un campo `type`; los tipos ya están abajo)
 //!
 //! ```text
-//! cliente → servidor                          servidor → cliente
-//! {"type":"join","name":"ana"}                {"type":"welcome","id":1,"token":"…","width":5,"height":3,"walls":[…]}
-//! {"type":"rejoin","token":"…"}               {"type":"welcome",…}   (el mismo id)   o  {"type":"error","code":"unknown_token",…}
-//! {"type":"move","player":1,"dir":"up"}       {"type":"state","tick":7,"coins":[…],"players":[…]}   (cada tick, a todos)
-//! {"type":"leave"}                            {"type":"rejected","tick":7,"from":1,"player":1,"dir":"up","reason":"wall"}
-//! {"type":"ping"}                             {"type":"pong"}
-//!                                             {"type":"error","code":"bad_frame" | "not_joined" | "already_joined" | "full",…}
+//! cliente → servidor
+//!   {"type":"join","name":"ana"}
+//!   {"type":"rejoin","token":"…"}
+//!   {"type":"move","player":1,"dir":"up"}          (dir: up | down | left | right)
+//!   {"type":"leave"}
+//!   {"type":"ping"}
+//! servidor → cliente
+//!   {"type":"welcome","id":1,"token":"…","width":5,"height":3,"walls":[{"x":1,"y":1},…]}
+//!   {"type":"state","tick":7,"coins":[…],"players":[{"id":1,"name":"ana","pos":{…},…}]}
+//!   {"type":"rejected","tick":7,"from":1,"player":1,"dir":"up","reason":"wall"}
+//!   {"type":"error","code":"bad_frame","detail":"…"}
+//!          (code: bad_frame | not_joined | already_joined | unknown_token | full)
+//!   {"type":"pong"}
 //! ```
 //!
 //! ## Las reglas que se comprueban (los nombres coinciden con los de `cargo test`)
@@ -365,7 +372,8 @@ pub struct Joined {
     pub id: PlayerId,
     /// Con él, el jugador recupera su avatar si se corta la conexión.
     pub token: String,
-    /// Cambia en cada `join`/`rejoin`: así el cierre de una conexión vieja no desconecta a la nueva.
+    /// Cambia en cada `join`/`rejoin`: así el cierre de una conexión vieja no desconecta a la
+    /// nueva.
     pub session: u64,
     /// Los frames que el juego envía a esta conexión, en una cola acotada.
     pub outbox: mpsc::Receiver<ServerMsg>,
@@ -550,11 +558,13 @@ async fn upgrade(ws: WebSocketUpgrade, State(game): State<Game>) -> Response {
 /// Una conexión: primero el saludo (`join` o `rejoin`), luego un único bucle que atiende a la vez
 /// la cola de salida (lo que manda el juego) y el socket (lo que manda el cliente).
 async fn handle_socket(socket: WebSocket, game: Game) {
-    // TODO: (necesitarás `mut socket`) `handshake`; luego un `loop` con `tokio::select!` sobre `joined.outbox.recv()`
-    // (reenvía cada frame con `send`; `None` = el juego soltó tu cola: termina) y `socket.recv()`
-    // (`move` → `game.submit` con `from: joined.id`; `ping` → `pong`; `leave` → `game.leave` y
-    // termina; `join`/`rejoin` → error `already_joined`; JSON roto o binario → error `bad_frame`;
-    // `Close`, error o `None` → termina). Al salir del bucle sin `leave`: `game.disconnect`.
+    // TODO: (necesitarás `mut socket`) `handshake`; luego un `loop` con `tokio::select!` sobre
+    // - `joined.outbox.recv()`: reenvía cada frame con `send`; `None` = el juego soltó tu cola,
+    //   termina;
+    // - `socket.recv()`: `move` → `game.submit` con `from: joined.id`; `ping` → `pong`; `leave` →
+    //   `game.leave` y termina; `join`/`rejoin` → error `already_joined`; JSON roto o binario →
+    //   error `bad_frame`; `Close`, error o `None` → termina.
+    // Al salir del bucle sin `leave`: `game.disconnect(id, session)`.
     todo!("implementa handle_socket: el bucle de una conexión")
 }
 

@@ -34,6 +34,9 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tiempo máximo para escribir un frame en el socket.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// El detalle del error que recibe quien envía un frame binario.
+const BINARY: &str = "solo aceptamos frames de texto con JSON";
+
 pub type PlayerId = u32;
 
 /// Una casilla del tablero: `x` crece hacia la derecha, `y` hacia abajo.
@@ -201,7 +204,8 @@ pub fn step(state: &GameState, inputs: &[Input]) -> Step {
     // Quién ha gastado ya su movimiento en este tick.
     let mut moves: HashMap<PlayerId, usize> = HashMap::new();
 
-    // Las entradas se aplican en el orden en que llegaron: quien llega antes a una casilla, la ocupa.
+    // Las entradas se aplican en el orden en que llegaron: quien llega antes a una casilla, la
+    // ocupa.
     for input in inputs {
         let verdict = check_move(&next, input, &mut moves);
         match verdict {
@@ -344,7 +348,8 @@ pub struct Joined {
     pub id: PlayerId,
     /// Con él, el jugador recupera su avatar si se corta la conexión.
     pub token: String,
-    /// Cambia en cada `join`/`rejoin`: así el cierre de una conexión vieja no desconecta a la nueva.
+    /// Cambia en cada `join`/`rejoin`: así el cierre de una conexión vieja no desconecta a la
+    /// nueva.
     pub session: u64,
     /// Los frames que el juego envía a esta conexión, en una cola acotada.
     pub outbox: mpsc::Receiver<ServerMsg>,
@@ -636,7 +641,7 @@ async fn handle_socket(mut socket: WebSocket, game: Game) {
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
-                        let error = ServerMsg::error("bad_frame", "solo aceptamos frames de texto con JSON");
+                        let error = ServerMsg::error("bad_frame", BINARY);
                         if !send(&mut socket, &error).await {
                             break;
                         }
@@ -680,8 +685,7 @@ async fn handshake(socket: &mut WebSocket, game: &Game) -> Option<Joined> {
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Ok(Message::Binary(_)))) => {
-                let error =
-                    ServerMsg::error("bad_frame", "solo aceptamos frames de texto con JSON");
+                let error = ServerMsg::error("bad_frame", BINARY);
                 if !send(socket, &error).await {
                     return None;
                 }
