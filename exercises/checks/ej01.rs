@@ -584,7 +584,9 @@ async fn hub_broadcasts_from_outside() -> Result<(), Failure> {
 
 async fn ten_clients_in_order() -> Result<(), Failure> {
     const CLIENTS: usize = 10;
-    const EACH: usize = 3;
+    // 10 × 2 messages plus 9 joined notices fit in one queue (32) even if nothing drained it:
+    // a correct server never kicks anyone here, whatever the scheduling.
+    const EACH: usize = 2;
     let server = support::serve(chat::app()).await?;
     let mut clients = Vec::new();
     for n in 0..CLIENTS {

@@ -285,6 +285,7 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {
 //
 // Pista 3 (casi el código)
 // ------------------------
+// Para escribir en el socket, el parámetro tiene que ser mutable: `mut socket: WebSocket`.
 // ```rust
 // let Membership { id, mut frames, members } = hub.join(&room, &nick);
 // let welcome = ServerFrame::Welcome { room: room.clone(), nick: nick.clone(), members };
