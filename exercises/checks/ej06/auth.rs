@@ -42,9 +42,18 @@ pub async fn accounts(env: Env) -> Result<(), Failure> {
         .await?
         .expect_error("registrar un e-mail repetido", 409, "conflict")?;
     for (what, body) in [
-        ("un nombre con mayúsculas y espacios", json!({ "username": "No Vale", "password": PASSWORD, "email": "x@example.com" })),
-        ("una contraseña de 7 caracteres", json!({ "username": username("corta"), "password": "1234567", "email": "y@example.com" })),
-        ("un e-mail sin @", json!({ "username": username("mal"), "password": PASSWORD, "email": "sin-arroba" })),
+        (
+            "un nombre con mayúsculas y espacios",
+            json!({ "username": "No Vale", "password": PASSWORD, "email": "x@example.com" }),
+        ),
+        (
+            "una contraseña de 7 caracteres",
+            json!({ "username": username("corta"), "password": "1234567", "email": "y@example.com" }),
+        ),
+        (
+            "un e-mail sin @",
+            json!({ "username": username("mal"), "password": PASSWORD, "email": "sin-arroba" }),
+        ),
     ] {
         project
             .post("/auth/register", None, &body)
@@ -55,33 +64,54 @@ pub async fn accounts(env: Env) -> Result<(), Failure> {
     let token = login.body["access_token"].as_str().unwrap_or("").to_owned();
     if login.status != 200
         || token.split('.').count() != 3
-        || login.body["token_type"].as_str().map(str::to_ascii_lowercase).as_deref() != Some("bearer")
+        || login.body["token_type"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+            != Some("bearer")
         || !login.body["expires_in"].is_u64()
     {
         return Err(Failure::new("POST /auth/login no devuelve un JWT")
-            .expected("200 {\"access_token\":\"xxx.yyy.zzz\",\"token_type\":\"bearer\",\"expires_in\":N}")
+            .expected(
+                "200 {\"access_token\":\"xxx.yyy.zzz\",\"token_type\":\"bearer\",\"expires_in\":N}",
+            )
             .got(login.describe()));
     }
     let me = project.get("/auth/me", Some(&token)).await?;
     if me.status != 200 || me.body["username"] != name.as_str() {
-        return Err(Failure::new("GET /auth/me no devuelve al usuario del token")
-            .expected(format!("200 {{\"username\":\"{name}\",…}}"))
-            .got(me.describe()));
+        return Err(
+            Failure::new("GET /auth/me no devuelve al usuario del token")
+                .expected(format!("200 {{\"username\":\"{name}\",…}}"))
+                .got(me.describe()),
+        );
     }
     let wrong = project.login(&name, "no-es-la-clave").await?;
-    wrong.expect_error("iniciar sesión con una contraseña incorrecta", 401, "unauthorized")?;
+    wrong.expect_error(
+        "iniciar sesión con una contraseña incorrecta",
+        401,
+        "unauthorized",
+    )?;
     let unknown = project.login(&username("nadie"), "no-es-la-clave").await?;
-    unknown.expect_error("iniciar sesión con un usuario que no existe", 401, "unauthorized")?;
+    unknown.expect_error(
+        "iniciar sesión con un usuario que no existe",
+        401,
+        "unauthorized",
+    )?;
     if wrong.body != unknown.body {
-        return Err(Failure::new("el login responde distinto a un usuario desconocido y a una contraseña mala")
-            .expected(wrong.describe())
-            .got(unknown.describe())
-            .hint("la misma respuesta para los dos casos: así no se puede averiguar qué usuarios existen"));
+        return Err(Failure::new(
+            "el login responde distinto a un usuario desconocido y a una contraseña mala",
+        )
+        .expected(wrong.describe())
+        .got(unknown.describe())
+        .hint(
+            "la misma respuesta para los dos casos: así no se puede averiguar qué usuarios existen",
+        ));
     }
-    project
-        .get("/auth/me", None)
-        .await?
-        .expect_error("GET /auth/me sin token", 401, "unauthorized")?;
+    project.get("/auth/me", None).await?.expect_error(
+        "GET /auth/me sin token",
+        401,
+        "unauthorized",
+    )?;
     Ok(())
 }
 
@@ -141,22 +171,22 @@ async fn try_upgrade(
                 .unwrap_or(Value::Null);
             Ok(Some((status, body)))
         }
-        Ok(Err(error)) => Err(Failure::new("el upgrade a WebSocket falló sin una respuesta HTTP")
-            .got(error.to_string())),
+        Ok(Err(error)) => Err(
+            Failure::new("el upgrade a WebSocket falló sin una respuesta HTTP")
+                .got(error.to_string()),
+        ),
     }
 }
 
 /// Fails unless opening `/ws` this way is refused with 401 and the JSON error.
-async fn expect_refused(
-    project: &Project,
-    what: &str,
-    token: Option<&str>,
-) -> Result<(), Failure> {
+async fn expect_refused(project: &Project, what: &str, token: Option<&str>) -> Result<(), Failure> {
     match try_upgrade(project, token, None).await? {
         Some((401, body)) if body["error"]["code"] == "unauthorized" => Ok(()),
-        Some((status, body)) => Err(Failure::new(format!("/ws {what}: la negativa no es la del contrato"))
-            .expected("401 con {\"error\":{\"code\":\"unauthorized\",…}}, sin upgrade")
-            .got(format!("{status} {body}"))),
+        Some((status, body)) => Err(Failure::new(format!(
+            "/ws {what}: la negativa no es la del contrato"
+        ))
+        .expected("401 con {\"error\":{\"code\":\"unauthorized\",…}}, sin upgrade")
+        .got(format!("{status} {body}"))),
         None => Err(Failure::new(format!("/ws aceptó la conexión {what}"))
             .expected("401 antes del upgrade")
             .got("101 Switching Protocols")
@@ -168,20 +198,32 @@ pub async fn ws_token(env: Env) -> Result<(), Failure> {
     let project = project(&env)?;
     let ana = project.user("ana").await?;
     expect_refused(&project, "sin token", None).await?;
-    expect_refused(&project, "con un token que no es un JWT", Some("no-es-un-token")).await?;
+    expect_refused(
+        &project,
+        "con un token que no es un JWT",
+        Some("no-es-un-token"),
+    )
+    .await?;
     let mut claims = claims(&ana.token).ok_or_else(|| {
         Failure::new("el access_token no es un JWT legible")
             .got(ana.token.clone())
             .hint("un JWT son tres partes base64url separadas por puntos")
     })?;
     let forged = sign(&claims, "este-no-es-el-secreto-del-servidor")?;
-    expect_refused(&project, "con un token firmado con otro secreto", Some(&forged)).await?;
+    expect_refused(
+        &project,
+        "con un token firmado con otro secreto",
+        Some(&forged),
+    )
+    .await?;
     let bearer = Some(("authorization", format!("Bearer {}", ana.token)));
     if let Some((status, body)) = try_upgrade(&project, None, bearer).await? {
-        return Err(Failure::new("/ws no acepta el token en la cabecera Authorization")
-            .expected("101 con Authorization: Bearer <jwt>")
-            .got(format!("{status} {body}"))
-            .hint("el token puede llegar en ?token= o en Authorization: Bearer"));
+        return Err(
+            Failure::new("/ws no acepta el token en la cabecera Authorization")
+                .expected("101 con Authorization: Bearer <jwt>")
+                .got(format!("{status} {body}"))
+                .hint("el token puede llegar en ?token= o en Authorization: Bearer"),
+        );
     }
     if let Some(secret) = project.target.jwt_secret.clone() {
         let now = chrono::Utc::now().timestamp();
@@ -189,8 +231,10 @@ pub async fn ws_token(env: Env) -> Result<(), Failure> {
         claims["exp"] = json!(now + 600);
         let valid = sign(&claims, &secret)?;
         if project.get("/auth/me", Some(&valid)).await?.status != 200 {
-            return Err(Failure::new("un token firmado con --jwt-secret no es válido para el servidor")
-                .hint("¿es --jwt-secret el JWT_SECRET con el que arrancó el servidor?"));
+            return Err(Failure::new(
+                "un token firmado con --jwt-secret no es válido para el servidor",
+            )
+            .hint("¿es --jwt-secret el JWT_SECRET con el que arrancó el servidor?"));
         }
         claims["exp"] = json!(now - 3600);
         let expired = sign(&claims, &secret)?;
@@ -209,9 +253,11 @@ pub async fn login_limit(env: Env) -> Result<(), Failure> {
     for attempt in 1..=5 {
         let answer = project.login(&ana.name, "no-es-la-clave").await?;
         if answer.status != 401 {
-            return Err(Failure::new(format!("el fallo de login n.º {attempt} no respondió 401"))
-                .expected("401 en los 5 primeros fallos")
-                .got(answer.describe()));
+            return Err(
+                Failure::new(format!("el fallo de login n.º {attempt} no respondió 401"))
+                    .expected("401 en los 5 primeros fallos")
+                    .got(answer.describe()),
+            );
         }
     }
     let blocked = project.login(&ana.name, PASSWORD).await?;
@@ -236,7 +282,11 @@ pub async fn login_limit(env: Env) -> Result<(), Failure> {
     project
         .login(&ghost, "no-es-la-clave")
         .await?
-        .expect_error("el 6.º intento con un usuario que no existe", 429, "rate_limited")?;
+        .expect_error(
+            "el 6.º intento con un usuario que no existe",
+            429,
+            "rate_limited",
+        )?;
     // Another user is not affected.
     let bea = project.user("bea").await?;
     let _ = project.token(&bea.name, PASSWORD).await?;
@@ -255,14 +305,16 @@ pub async fn admin_only(env: Env) -> Result<(), Failure> {
             .hint("la cuenta de administración se crea al arrancar con CHAT_ADMIN_USERNAME / CHAT_ADMIN_PASSWORD"));
     }
     for path in ["/admin/jobs", "/admin/stats", "/dashboard/events"] {
-        project
-            .get(path, Some(&ana.token))
-            .await?
-            .expect_error(&format!("GET {path} con el token de un miembro"), 403, "forbidden")?;
-        project
-            .get(path, None)
-            .await?
-            .expect_error(&format!("GET {path} sin token"), 401, "unauthorized")?;
+        project.get(path, Some(&ana.token)).await?.expect_error(
+            &format!("GET {path} con el token de un miembro"),
+            403,
+            "forbidden",
+        )?;
+        project.get(path, None).await?.expect_error(
+            &format!("GET {path} sin token"),
+            401,
+            "unauthorized",
+        )?;
     }
     let stats = project.get("/admin/stats", Some(&admin)).await?;
     if stats.status != 200 || !stats.body.is_object() {

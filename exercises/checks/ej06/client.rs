@@ -124,7 +124,11 @@ impl Project {
     }
 
     /// Sends a request and reads the whole answer.
-    pub async fn send(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Answer, Failure> {
+    pub async fn send(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, Failure> {
         let response = request.send().await.map_err(|error| {
             Failure::new(format!("{what}: el servidor no respondió"))
                 .got(error.to_string())
@@ -196,10 +200,14 @@ impl Project {
         let email = format!("{name}@example.com");
         let answer = self.register(&name, &email).await?;
         if answer.status != 201 {
-            return Err(Failure::new(format!("no pude registrar al usuario «{name}»"))
-                .expected("201 con {\"id\",\"username\",\"email\",\"role\"}")
-                .got(answer.describe())
-                .hint("POST /auth/register {\"username\",\"password\",\"email\"} crea la cuenta"));
+            return Err(
+                Failure::new(format!("no pude registrar al usuario «{name}»"))
+                    .expected("201 con {\"id\",\"username\",\"email\",\"role\"}")
+                    .got(answer.describe())
+                    .hint(
+                        "POST /auth/register {\"username\",\"password\",\"email\"} crea la cuenta",
+                    ),
+            );
         }
         let token = self.token(&name, PASSWORD).await?;
         Ok(User { name, email, token })
@@ -237,10 +245,9 @@ impl Project {
     /// writes block after a few kilobytes (the slow-consumer check).
     pub async fn ws_small_window(&self, token: &str) -> Result<Ws, Failure> {
         let url = self.ws_url(token);
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|error| Failure::new(format!("URL de WebSocket no válida: {url}")).got(error.to_string()))?;
+        let request = url.as_str().into_client_request().map_err(|error| {
+            Failure::new(format!("URL de WebSocket no válida: {url}")).got(error.to_string())
+        })?;
         let host = request.uri().host().unwrap_or("127.0.0.1").to_owned();
         let port = request.uri().port_u16().unwrap_or(80);
         let connect = async {
@@ -258,16 +265,29 @@ impl Project {
         };
         let stream = match tokio::time::timeout(WAIT, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(Failure::new(format!("no pude conectar con {url}")).got(error.to_string())),
-            Err(_) => return Err(Failure::new(format!("la conexión con {url} no se abrió a tiempo"))),
+            Ok(Err(error)) => {
+                return Err(
+                    Failure::new(format!("no pude conectar con {url}")).got(error.to_string())
+                );
+            }
+            Err(_) => {
+                return Err(Failure::new(format!(
+                    "la conexión con {url} no se abrió a tiempo"
+                )));
+            }
         };
         let handshake = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream));
         match tokio::time::timeout(WAIT, handshake).await {
             Ok(Ok((stream, _))) => Ok(Ws {
                 client: WsClient::from_stream(stream),
             }),
-            Ok(Err(error)) => Err(Failure::new(format!("no se pudo abrir el WebSocket {url}")).got(error.to_string())),
-            Err(_) => Err(Failure::new(format!("el WebSocket {url} no se abrió a tiempo"))),
+            Ok(Err(error)) => {
+                Err(Failure::new(format!("no se pudo abrir el WebSocket {url}"))
+                    .got(error.to_string()))
+            }
+            Err(_) => Err(Failure::new(format!(
+                "el WebSocket {url} no se abrió a tiempo"
+            ))),
         }
     }
 
@@ -287,7 +307,10 @@ impl Project {
         let response = match tokio::time::timeout(WAIT, request.send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
-                return Err(Failure::new("GET /dashboard/events: el servidor no respondió").got(error.to_string()));
+                return Err(
+                    Failure::new("GET /dashboard/events: el servidor no respondió")
+                        .got(error.to_string()),
+                );
             }
             Err(_) => {
                 return Err(Failure::new("GET /dashboard/events no respondió a tiempo")
@@ -302,10 +325,12 @@ impl Project {
             .unwrap_or("")
             .to_owned();
         if status != 200 || !content_type.starts_with("text/event-stream") {
-            return Err(Failure::new("GET /dashboard/events no abrió un stream de eventos para el admin")
-                .expected("200 con Content-Type: text/event-stream")
-                .got(format!("{status} {content_type}"))
-                .hint("el panel es un endpoint SSE (axum::response::Sse) solo para administradores"));
+            return Err(Failure::new(
+                "GET /dashboard/events no abrió un stream de eventos para el admin",
+            )
+            .expected("200 con Content-Type: text/event-stream")
+            .got(format!("{status} {content_type}"))
+            .hint("el panel es un endpoint SSE (axum::response::Sse) solo para administradores"));
         }
         Ok(Sse {
             events: Box::pin(response.bytes_stream().eventsource()),
@@ -362,7 +387,8 @@ impl Ws {
 
     /// Joins `room`, returning the `joined` frame; an `error` frame instead is a failure.
     pub async fn join(&mut self, room: &str) -> Result<Value, Failure> {
-        self.join_with(json!({ "type": "join", "room": room })).await
+        self.join_with(json!({ "type": "join", "room": room }))
+            .await
     }
 
     pub async fn join_with(&mut self, frame: Value) -> Result<Value, Failure> {
@@ -377,9 +403,11 @@ impl Ws {
             )
             .await?;
         if answer["type"] == "error" {
-            return Err(Failure::new(format!("unirse a la sala {room} devolvió un error"))
-                .expected("{\"type\":\"joined\",\"room\",\"online\",\"history\"}")
-                .got(answer.to_string()));
+            return Err(
+                Failure::new(format!("unirse a la sala {room} devolvió un error"))
+                    .expected("{\"type\":\"joined\",\"room\",\"online\",\"history\"}")
+                    .got(answer.to_string()),
+            );
         }
         Ok(answer)
     }
@@ -403,9 +431,11 @@ impl Ws {
             )
             .await?;
         if answer["type"] == "error" {
-            return Err(Failure::new(format!("enviar un mensaje a «{room}» devolvió un error"))
-                .expected("el frame message con el texto enviado")
-                .got(answer.to_string()));
+            return Err(
+                Failure::new(format!("enviar un mensaje a «{room}» devolvió un error"))
+                    .expected("el frame message con el texto enviado")
+                    .got(answer.to_string()),
+            );
         }
         Ok(answer)
     }
@@ -421,7 +451,9 @@ impl Ws {
             return Ok(frame);
         }
         Err(Failure::new(format!("{after}: no llegó el error esperado"))
-            .expected(format!("{{\"type\":\"error\",\"code\":\"{code}\",\"message\":\"…\"}}"))
+            .expected(format!(
+                "{{\"type\":\"error\",\"code\":\"{code}\",\"message\":\"…\"}}"
+            ))
             .got(frame.to_string())
             .hint("mira la lista de códigos de error del WebSocket en el contrato"))
     }
@@ -496,7 +528,12 @@ pub fn id_of(frame: &Value) -> u64 {
 
 /// A Server-Sent Events stream, read with bounded waits.
 pub struct Sse {
-    events: Pin<Box<dyn Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>> + Send>>,
+    events: Pin<
+        Box<
+            dyn Stream<Item = Result<Event, eventsource_stream::EventStreamError<reqwest::Error>>>
+                + Send,
+        >,
+    >,
 }
 
 impl Sse {
@@ -513,14 +550,27 @@ impl Sse {
             let next = tokio::time::timeout_at(deadline, self.events.next()).await;
             let event = match next {
                 Err(_) => {
-                    return Err(Failure::new(format!("no llegó {what} en {} s", wait.as_secs()))
-                        .got(if seen.is_empty() {
-                            "ningún evento".to_owned()
-                        } else {
-                            seen.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join("  ")
-                        }));
+                    return Err(
+                        Failure::new(format!("no llegó {what} en {} s", wait.as_secs())).got(
+                            if seen.is_empty() {
+                                "ningún evento".to_owned()
+                            } else {
+                                seen.iter()
+                                    .rev()
+                                    .take(5)
+                                    .rev()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join("  ")
+                            },
+                        ),
+                    );
                 }
-                Ok(None) => return Err(Failure::new(format!("el stream SSE se cerró antes de {what}"))),
+                Ok(None) => {
+                    return Err(Failure::new(format!(
+                        "el stream SSE se cerró antes de {what}"
+                    )));
+                }
                 Ok(Some(Err(error))) => {
                     return Err(Failure::new(format!("el stream SSE falló antes de {what}"))
                         .got(error.to_string()));
@@ -531,7 +581,12 @@ impl Sse {
             if matches(&event, &data) {
                 return Ok((event, data));
             }
-            seen.push(format!("event: {} id: {} data: {}", event.event, event.id, short(&event.data)));
+            seen.push(format!(
+                "event: {} id: {} data: {}",
+                event.event,
+                event.id,
+                short(&event.data)
+            ));
         }
     }
 }

@@ -12,7 +12,8 @@ use super::client::{Project, User, id_of, project, random};
 use crate::checks::registry::{Env, Failure};
 
 pub const NOTIFICATION: &str = "una mención a un usuario conectado le llega como notification";
-pub const EMAIL: &str = "una mención a un usuario desconectado se envía por e-mail en segundo plano";
+pub const EMAIL: &str =
+    "una mención a un usuario desconectado se envía por e-mail en segundo plano";
 pub const WINDOW: &str = "como mucho un e-mail por usuario y sala cada 10 minutos";
 pub const ADMIN_JOBS: &str = "GET /admin/jobs lista los trabajos con su estado";
 
@@ -226,7 +227,11 @@ async fn new_emails_to(
         for path in outbox_files(folder).difference(before) {
             if let Ok(raw) = std::fs::read_to_string(path) {
                 let email = parse_email(&raw);
-                if email.to.to_ascii_lowercase().contains(&address.to_ascii_lowercase()) {
+                if email
+                    .to
+                    .to_ascii_lowercase()
+                    .contains(&address.to_ascii_lowercase())
+                {
                     found.push(email);
                 }
             }
@@ -258,7 +263,11 @@ async fn room_with_offline_member(
     let room = project.room(&bea.token, "menciones", private).await?;
     if private {
         let answer = project
-            .post(&format!("/rooms/{room}/members"), Some(&bea.token), &json!({ "username": ana.name }))
+            .post(
+                &format!("/rooms/{room}/members"),
+                Some(&bea.token),
+                &json!({ "username": ana.name }),
+            )
             .await?;
         if answer.status != 201 {
             return Err(Failure::new("no pude invitar a la sala privada").got(answer.describe()));
@@ -290,17 +299,22 @@ pub async fn notification(env: Env) -> Result<(), Failure> {
         .await
         .map_err(|failure| failure.hint("`@usuario` (sin distinguir mayúsculas) notifica a ese miembro en cada una de sus conexiones"))?;
     if got != expected {
-        return Err(Failure::new("el frame notification no tiene la forma del contrato")
-            .expected(expected.to_string())
-            .got(got.to_string()));
+        return Err(
+            Failure::new("el frame notification no tiene la forma del contrato")
+                .expected(expected.to_string())
+                .got(got.to_string()),
+        );
     }
     // Mentioning oneself notifies nobody; the sentinel proves nothing came.
-    a.say(&room, &format!("me cito a mí misma: @{}", ana.name)).await?;
+    a.say(&room, &format!("me cito a mí misma: @{}", ana.name))
+        .await?;
     let before = a.sync().await?;
     if let Some(own) = before.iter().find(|frame| frame["type"] == "notification") {
-        return Err(Failure::new("mencionarse a sí misma generó una notificación")
-            .got(own.to_string())
-            .hint("una mención nunca notifica a quien escribe"));
+        return Err(
+            Failure::new("mencionarse a sí misma generó una notificación")
+                .got(own.to_string())
+                .hint("una mención nunca notifica a quien escribe"),
+        );
     }
     Ok(())
 }
@@ -313,7 +327,8 @@ pub async fn email(env: Env) -> Result<(), Failure> {
     let before_files = outbox.as_deref().map(outbox_files).unwrap_or_default();
     let (ana, bea, room, mut a) = room_with_offline_member(&project, true).await?;
     let secret = format!("secreto{}", random());
-    a.say(&room, &format!("@{} mira esto: {secret}", bea.name)).await?;
+    a.say(&room, &format!("@{} mira esto: {secret}", bea.name))
+        .await?;
     new_done_jobs(&project, &admin, &before_jobs, 1).await?;
     let Some(folder) = outbox else {
         return Ok(());
@@ -323,9 +338,11 @@ pub async fn email(env: Env) -> Result<(), Failure> {
     if !email.subject.contains(&room) && !email.subject.contains(&format!("Sala {room}"))
         || !email.subject.contains(&ana.name)
     {
-        return Err(Failure::new("el asunto del e-mail no nombra la sala y a quien mencionó")
-            .expected(format!("un Subject con «{room}» y «{}»", ana.name))
-            .got(email.subject.clone()));
+        return Err(
+            Failure::new("el asunto del e-mail no nombra la sala y a quien mencionó")
+                .expected(format!("un Subject con «{room}» y «{}»", ana.name))
+                .got(email.subject.clone()),
+        );
     }
     if email.raw.contains(&secret) {
         return Err(Failure::new("el e-mail de una sala privada contiene el texto del mensaje")
@@ -343,13 +360,16 @@ pub async fn window(env: Env) -> Result<(), Failure> {
     let outbox = project.target.outbox.clone();
     let before_files = outbox.as_deref().map(outbox_files).unwrap_or_default();
     let (ana, bea, room, mut a) = room_with_offline_member(&project, false).await?;
-    a.say(&room, &format!("primera mención @{}", bea.name)).await?;
+    a.say(&room, &format!("primera mención @{}", bea.name))
+        .await?;
     new_done_jobs(&project, &admin, &before_jobs, 1).await?;
-    a.say(&room, &format!("segunda mención @{}", bea.name)).await?;
+    a.say(&room, &format!("segunda mención @{}", bea.name))
+        .await?;
     // The sentinel: a mention in another room, which must be e-mailed.
     let other = project.room(&bea.token, "otra", false).await?;
     a.join(&other).await?;
-    a.say(&other, &format!("en otra sala @{}", bea.name)).await?;
+    a.say(&other, &format!("en otra sala @{}", bea.name))
+        .await?;
     new_done_jobs(&project, &admin, &before_jobs, 2).await?;
     let count = jobs(&project, &admin)
         .await?
@@ -383,7 +403,8 @@ pub async fn admin_jobs(env: Env) -> Result<(), Failure> {
     let admin = project.admin_token().await?;
     let before = job_ids(&project, &admin).await?;
     let (_ana, bea, room, mut a) = room_with_offline_member(&project, false).await?;
-    a.say(&room, &format!("un trabajo para @{}", bea.name)).await?;
+    a.say(&room, &format!("un trabajo para @{}", bea.name))
+        .await?;
     let fresh = new_done_jobs(&project, &admin, &before, 1).await?;
     let job = &fresh[0];
     let well_formed = job["kind"].is_string()
@@ -404,9 +425,11 @@ pub async fn admin_jobs(env: Env) -> Result<(), Failure> {
             && jobs.iter().any(|listed| job_id(listed) == job_id(job))
     });
     if !only_done {
-        return Err(Failure::new("GET /admin/jobs?status=done no filtra por estado")
-            .expected(format!("solo trabajos done, entre ellos {}", job_id(job)))
-            .got(done.describe()));
+        return Err(
+            Failure::new("GET /admin/jobs?status=done no filtra por estado")
+                .expected(format!("solo trabajos done, entre ellos {}", job_id(job)))
+                .got(done.describe()),
+        );
     }
     project
         .get("/admin/jobs?status=bailando", Some(&admin))
@@ -415,10 +438,15 @@ pub async fn admin_jobs(env: Env) -> Result<(), Failure> {
     project
         .get("/admin/jobs", Some(&bea.token))
         .await?
-        .expect_error("GET /admin/jobs con el token de un miembro", 403, "forbidden")?;
-    project
-        .get("/admin/jobs", None)
-        .await?
-        .expect_error("GET /admin/jobs sin token", 401, "unauthorized")?;
+        .expect_error(
+            "GET /admin/jobs con el token de un miembro",
+            403,
+            "forbidden",
+        )?;
+    project.get("/admin/jobs", None).await?.expect_error(
+        "GET /admin/jobs sin token",
+        401,
+        "unauthorized",
+    )?;
     Ok(())
 }

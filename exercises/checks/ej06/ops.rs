@@ -40,7 +40,10 @@ fn sum_of(text: &str, name: &str) -> Option<f64> {
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
         }
-        let value = line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok());
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|value| value.parse::<f64>().ok());
         if let Some(value) = value {
             *found.get_or_insert(0.0) += value;
         }
@@ -73,7 +76,10 @@ pub async fn metrics(env: Env) -> Result<(), Failure> {
     for (name, kind) in [
         ("chat_connections", "gauge: conexiones WebSocket abiertas"),
         ("chat_messages_total", "counter: mensajes guardados"),
-        ("http_request_duration_seconds_bucket", "histogram: duración de cada petición HTTP"),
+        (
+            "http_request_duration_seconds_bucket",
+            "histogram: duración de cada petición HTTP",
+        ),
     ] {
         if missing(name) {
             return Err(Failure::new(format!("/metrics no tiene «{name}»"))
@@ -83,14 +89,18 @@ pub async fn metrics(env: Env) -> Result<(), Failure> {
         }
     }
     if sum_of(&after, "chat_connections").unwrap_or(0.0) < 1.0 {
-        return Err(Failure::new("chat_connections no cuenta la conexión abierta")
-            .expected("chat_connections ≥ 1 con un WebSocket abierto"));
+        return Err(
+            Failure::new("chat_connections no cuenta la conexión abierta")
+                .expected("chat_connections ≥ 1 con un WebSocket abierto"),
+        );
     }
     let messages_after = sum_of(&after, "chat_messages_total").unwrap_or(0.0);
     if messages_after <= messages_before {
-        return Err(Failure::new("chat_messages_total no creció al guardar un mensaje")
-            .expected(format!("más de {messages_before}"))
-            .got(format!("{messages_after}")));
+        return Err(
+            Failure::new("chat_messages_total no creció al guardar un mensaje")
+                .expected(format!("más de {messages_before}"))
+                .got(format!("{messages_after}")),
+        );
     }
     let labelled = after.lines().any(|line| {
         line.starts_with("http_request_duration_seconds_bucket{")
@@ -112,10 +122,16 @@ pub async fn metrics(env: Env) -> Result<(), Failure> {
                 .any(|job| matches!(job["status"].as_str(), Some("done" | "failed" | "dead")))
         })
         .unwrap_or(false);
-    if ended && !after.lines().any(|line| line.starts_with("chat_jobs_total{") && line.contains("status=")) {
-        return Err(Failure::new("/metrics no tiene chat_jobs_total{status}, aunque ya terminaron trabajos")
-            .expected("chat_jobs_total{status=\"done\"} N")
-            .hint("incrementa chat_jobs_total{status} en cada transición a done, failed o dead"));
+    if ended
+        && !after
+            .lines()
+            .any(|line| line.starts_with("chat_jobs_total{") && line.contains("status="))
+    {
+        return Err(Failure::new(
+            "/metrics no tiene chat_jobs_total{status}, aunque ya terminaron trabajos",
+        )
+        .expected("chat_jobs_total{status=\"done\"} N")
+        .hint("incrementa chat_jobs_total{status} en cada transición a done, failed o dead"));
     }
     Ok(())
 }
@@ -153,12 +169,19 @@ pub async fn docs(env: Env) -> Result<(), Failure> {
     let answer = project.get("/openapi.json", None).await?;
     let version = answer.body["openapi"].as_str().unwrap_or("");
     if answer.status != 200 || !version.starts_with('3') {
-        return Err(Failure::new("GET /openapi.json no devuelve un documento OpenAPI 3")
-            .expected("200 {\"openapi\":\"3.x\",\"paths\":{…}}")
-            .got(answer.describe())
-            .hint("genera el documento desde el código (utoipa en Rust, automático en FastAPI)"));
+        return Err(
+            Failure::new("GET /openapi.json no devuelve un documento OpenAPI 3")
+                .expected("200 {\"openapi\":\"3.x\",\"paths\":{…}}")
+                .got(answer.describe())
+                .hint(
+                    "genera el documento desde el código (utoipa en Rust, automático en FastAPI)",
+                ),
+        );
     }
-    let paths = answer.body["paths"].as_object().cloned().unwrap_or_default();
+    let paths = answer.body["paths"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     // Path parameters may have any name: compare the shape.
     let shape = |path: &str| {
         path.split('/')
@@ -198,7 +221,9 @@ pub async fn docs(env: Env) -> Result<(), Failure> {
         let Ok(url) = page_url.join(&asset) else {
             continue;
         };
-        if url.host_str() != page_url.host_str() || url.port_or_known_default() != page_url.port_or_known_default() {
+        if url.host_str() != page_url.host_str()
+            || url.port_or_known_default() != page_url.port_or_known_default()
+        {
             return Err(Failure::new("Swagger UI carga recursos de otro servidor")
                 .expected("todos los recursos servidos por tu servidor (funciona sin internet)")
                 .got(asset)
@@ -206,8 +231,10 @@ pub async fn docs(env: Env) -> Result<(), Failure> {
         }
         let fetched = project.get(url.path(), None).await?;
         if fetched.status != 200 {
-            return Err(Failure::new(format!("un recurso de /docs no se puede descargar: {url}"))
-                .got(fetched.describe()));
+            return Err(
+                Failure::new(format!("un recurso de /docs no se puede descargar: {url}"))
+                    .got(fetched.describe()),
+            );
         }
     }
     Ok(())

@@ -32,7 +32,10 @@ impl ServerProcess {
     /// Starts `target.command` and waits until `target.base_url` answers `/health`. Fails if
     /// something already answers there (it would be graded instead of the new process).
     pub async fn start(target: &ProjectTarget) -> Result<Self, Failure> {
-        let command = target.command.clone().ok_or_else(|| Failure::new("falta --command"))?;
+        let command = target
+            .command
+            .clone()
+            .ok_or_else(|| Failure::new("falta --command"))?;
         let http = crate::checks::support::http();
         let health = format!("{}/health", target.base_url.trim_end_matches('/'));
         if http.get(&health).send().await.is_ok() {
@@ -52,13 +55,20 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .map_err(|error| {
-                Failure::new(format!("no pude ejecutar --command «{command}»")).got(error.to_string())
+                Failure::new(format!("no pude ejecutar --command «{command}»"))
+                    .got(error.to_string())
             })?;
         let pgid = child.id().unwrap_or(0);
         let output = Arc::new(std::sync::Mutex::new(String::new()));
         for pipe in [
-            child.stdout.take().map(|out| Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|err| Box::new(err) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|out| Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|err| Box::new(err) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -76,20 +86,28 @@ impl ServerProcess {
                         // Keep only the end: enough to explain a failed start.
                         if output.len() > 8192 {
                             let cut = output.len() - 4096;
-                            let cut = (cut..output.len()).find(|i| output.is_char_boundary(*i)).unwrap_or(0);
+                            let cut = (cut..output.len())
+                                .find(|i| output.is_char_boundary(*i))
+                                .unwrap_or(0);
                             output.drain(..cut);
                         }
                     }
                 }
             });
         }
-        let mut server = Self { child, pgid, output };
+        let mut server = Self {
+            child,
+            pgid,
+            output,
+        };
         let deadline = tokio::time::Instant::now() + START_WAIT;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(Failure::new(format!("el servidor terminó al arrancar ({status})"))
-                    .got(server.tail())
-                    .hint("prueba --command a mano en una terminal"));
+                return Err(
+                    Failure::new(format!("el servidor terminó al arrancar ({status})"))
+                        .got(server.tail())
+                        .hint("prueba --command a mano en una terminal"),
+                );
             }
             if let Ok(response) = http.get(&health).send().await {
                 if response.status() == 200 {
@@ -111,7 +129,11 @@ impl ServerProcess {
 
     /// The end of what the server printed.
     pub fn tail(&self) -> String {
-        let output = self.output.lock().map(|output| output.clone()).unwrap_or_default();
+        let output = self
+            .output
+            .lock()
+            .map(|output| output.clone())
+            .unwrap_or_default();
         let lines: Vec<&str> = output.lines().collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     }
@@ -120,8 +142,10 @@ impl ServerProcess {
         if self.pgid == 0 {
             return false;
         }
+        // `kill -s SIG -- -PGID`: the whole group the check started (the `sh` and the server);
+        // without `--`, procps-ng's `kill` would read `-PGID` as an option.
         std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
+            .args(["-s", signal, "--"])
             .arg(format!("-{}", self.pgid))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -181,6 +205,7 @@ pub async fn shutdown(env: Env) -> Result<(), Failure> {
         return Err(Failure::new("no pude enviar SIGTERM al servidor"));
     }
     let code = a.closed(STOP_WAIT).await;
+    let tail = server.tail();
     let stopped = server.stop_after_signal().await;
     match code {
         Ok(Some(1001)) => {}
@@ -193,7 +218,11 @@ pub async fn shutdown(env: Env) -> Result<(), Failure> {
                 })
                 .hint("escucha SIGTERM (tokio::signal), avisa a cada conexión (CancellationToken) y envía Close 1001 antes de salir"));
         }
-        Err(failure) => return Err(failure.hint("al recibir SIGTERM, cierra cada WebSocket con 1001")),
+        Err(failure) => {
+            return Err(failure
+                .got(format!("lo último que escribió el servidor:\n{tail}"))
+                .hint("al recibir SIGTERM, cierra cada WebSocket con 1001"));
+        }
     }
     stopped
 }
@@ -204,14 +233,19 @@ impl ServerProcess {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.kill();
-                Err(Failure::new(format!("el servidor no terminó en {} s tras SIGTERM", STOP_WAIT.as_secs())))
+                Err(Failure::new(format!(
+                    "el servidor no terminó en {} s tras SIGTERM",
+                    STOP_WAIT.as_secs()
+                )))
             }
         }
     }
 }
 
 async fn history_has(project: &Project, token: &str, room: &str, id: u64) -> Result<bool, Failure> {
-    let answer = project.get(&format!("/rooms/{room}/messages"), Some(token)).await?;
+    let answer = project
+        .get(&format!("/rooms/{room}/messages"), Some(token))
+        .await?;
     Ok(answer.body["messages"]
         .as_array()
         .is_some_and(|messages| messages.iter().any(|message| id_of(message) == id)))
@@ -230,7 +264,9 @@ pub async fn restart(env: Env) -> Result<(), Failure> {
     let room = project.room(&bea.token, "reinicio", false).await?;
     let mut a = project.ws(&ana.token).await?;
     a.join(&room).await?;
-    let message = a.say(&room, &format!("antes del reinicio, @{}", bea.name)).await?;
+    let message = a
+        .say(&room, &format!("antes del reinicio, @{}", bea.name))
+        .await?;
     let queued = jobs::new_done_jobs(&project, &admin, &before, 1).await?;
     drop(a);
     server.stop().await?;
@@ -244,8 +280,14 @@ pub async fn restart(env: Env) -> Result<(), Failure> {
     }
     let token = login.body["access_token"].as_str().unwrap_or("").to_owned();
     if !history_has(&project, &token, &room, id_of(&message)).await? {
-        return Err(Failure::new("tras reiniciar, el historial perdió el mensaje de antes")
-            .expected(format!("el mensaje {} en GET /rooms/{room}/messages", id_of(&message))));
+        return Err(
+            Failure::new("tras reiniciar, el historial perdió el mensaje de antes").expected(
+                format!(
+                    "el mensaje {} en GET /rooms/{room}/messages",
+                    id_of(&message)
+                ),
+            ),
+        );
     }
     let admin = project.admin_token().await?;
     let after = jobs::job_ids(&project, &admin).await?;
@@ -258,9 +300,11 @@ pub async fn restart(env: Env) -> Result<(), Failure> {
         .filter(|id| !after.contains(id))
         .collect();
     if !lost.is_empty() {
-        return Err(Failure::new("tras reiniciar, /admin/jobs perdió trabajos de antes")
-            .expected("los mismos trabajos (la cola vive en Redis)")
-            .got(format!("faltan: {}", lost.join(", "))));
+        return Err(
+            Failure::new("tras reiniciar, /admin/jobs perdió trabajos de antes")
+                .expected("los mismos trabajos (la cola vive en Redis)")
+                .got(format!("faltan: {}", lost.join(", "))),
+        );
     }
     server.stop().await
 }

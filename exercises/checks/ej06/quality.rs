@@ -31,15 +31,16 @@ pub async fn too_big(env: Env) -> Result<(), Failure> {
     a.join(&room).await?;
     // Under 64 KiB: only a too_long error, and the connection stays.
     let text = "a".repeat(60_000);
-    a.send(&json!({ "type": "send", "room": room, "text": text })).await?;
-    a.expect_error("un send de 60 000 caracteres", "too_long").await?;
+    a.send(&json!({ "type": "send", "room": room, "text": text }))
+        .await?;
+    a.expect_error("un send de 60 000 caracteres", "too_long")
+        .await?;
     a.sync().await?;
     let text = "a".repeat(70_000);
     let frame = json!({ "type": "send", "room": room, "text": text }).to_string();
     let sent = tokio::time::timeout(WAIT, a.client.stream().send(Message::text(frame))).await;
     if !matches!(sent, Ok(Ok(()))) {
-        return Err(Failure::new("no pude enviar el mensaje de 70 KB")
-            .got(format!("{sent:?}")));
+        return Err(Failure::new("no pude enviar el mensaje de 70 KB").got(format!("{sent:?}")));
     }
     match a.closed(WAIT).await? {
         Some(1009) => Ok(()),
@@ -87,11 +88,15 @@ pub async fn slow_consumer(env: Env) -> Result<(), Failure> {
         let mut seen = 0;
         while seen < texts.len() {
             let frame = watcher.recv().await.map_err(|failure| {
-                failure.hint("un cliente que no lee no debe frenar a los demás: cola acotada por conexión")
+                failure.hint(
+                    "un cliente que no lee no debe frenar a los demás: cola acotada por conexión",
+                )
             })?;
             match frame["type"].as_str() {
                 Some("message") => seen += 1,
-                Some("presence") if frame["user"] == lenta.name.as_str() && frame["status"] == "offline" => {
+                Some("presence")
+                    if frame["user"] == lenta.name.as_str() && frame["status"] == "offline" =>
+                {
                     gone = true;
                 }
                 _ => {}
@@ -122,7 +127,10 @@ pub async fn slow_consumer(env: Env) -> Result<(), Failure> {
 pub async fn origin(env: Env) -> Result<(), Failure> {
     let project = project(&env)?;
     let ana = project.user("ana").await?;
-    for (what, token) in [("sin token", None), ("con un token válido", Some(ana.token.as_str()))] {
+    for (what, token) in [
+        ("sin token", None),
+        ("con un token válido", Some(ana.token.as_str())),
+    ] {
         let url = match token {
             Some(token) => project.ws_url(token),
             None => project.ws_url("").replace("?token=", ""),
@@ -131,9 +139,10 @@ pub async fn origin(env: Env) -> Result<(), Failure> {
             .as_str()
             .into_client_request()
             .map_err(|error| Failure::new("URL no válida").got(error.to_string()))?;
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_static("http://sitio-malicioso.example"));
+        request.headers_mut().insert(
+            "origin",
+            HeaderValue::from_static("http://sitio-malicioso.example"),
+        );
         let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await;
         let got = match result {
             Err(_) => return Err(Failure::new("el upgrade a WebSocket no respondió a tiempo")),
@@ -189,13 +198,20 @@ pub async fn since(env: Env) -> Result<(), Failure> {
         .join_with(json!({ "type": "join", "room": room, "since": last }))
         .await?;
     if joined["history"] != Value::Array(missed.clone()) {
-        return Err(Failure::new(format!("join con since={last} no devuelve exactamente los mensajes perdidos"))
-            .expected(render(&missed))
-            .got(joined["history"].to_string())
-            .hint("con since, history son los mensajes con id > since (ni uno perdido, ni uno repetido)"));
+        return Err(Failure::new(format!(
+            "join con since={last} no devuelve exactamente los mensajes perdidos"
+        ))
+        .expected(render(&missed))
+        .got(joined["history"].to_string())
+        .hint(
+            "con since, history son los mensajes con id > since (ni uno perdido, ni uno repetido)",
+        ));
     }
     if joined["truncated"] == true {
-        return Err(Failure::new("joined marca truncated con solo 3 mensajes perdidos").got(joined.to_string()));
+        return Err(
+            Failure::new("joined marca truncated con solo 3 mensajes perdidos")
+                .got(joined.to_string()),
+        );
     }
     // After the recovery, live messages continue without duplicates.
     let live = a.say(&room, "ya de vuelta").await?;
@@ -203,9 +219,11 @@ pub async fn since(env: Env) -> Result<(), Failure> {
         .recv_where("el siguiente mensaje", |frame| frame["type"] == "message")
         .await?;
     if next != live {
-        return Err(Failure::new("tras recuperar con since llegó un mensaje repetido o fuera de orden")
-            .expected(live.to_string())
-            .got(next.to_string()));
+        return Err(Failure::new(
+            "tras recuperar con since llegó un mensaje repetido o fuera de orden",
+        )
+        .expected(live.to_string())
+        .got(next.to_string()));
     }
     Ok(())
 }
@@ -217,14 +235,42 @@ pub async fn bad_frames(env: Env) -> Result<(), Failure> {
     let missing = format!("no-existe-{}", random());
     let mut a = project.ws(&ana.token).await?;
     let cases: Vec<(&str, String, &str)> = vec![
-        ("un texto que no es JSON", "esto no es json".to_owned(), "invalid_frame"),
+        (
+            "un texto que no es JSON",
+            "esto no es json".to_owned(),
+            "invalid_frame",
+        ),
         ("un array JSON", "[1,2,3]".to_owned(), "invalid_frame"),
-        ("un objeto sin type", json!({ "room": room }).to_string(), "invalid_frame"),
-        ("un type desconocido", json!({ "type": "bailar" }).to_string(), "unknown_type"),
-        ("un send sin text", json!({ "type": "send", "room": room }).to_string(), "invalid_frame"),
-        ("un join a una sala que no existe", json!({ "type": "join", "room": missing }).to_string(), "not_found"),
-        ("un send a una sala sin unirse", json!({ "type": "send", "room": room, "text": "hola" }).to_string(), "not_member"),
-        ("un leave de una sala sin unirse", json!({ "type": "leave", "room": room }).to_string(), "not_member"),
+        (
+            "un objeto sin type",
+            json!({ "room": room }).to_string(),
+            "invalid_frame",
+        ),
+        (
+            "un type desconocido",
+            json!({ "type": "bailar" }).to_string(),
+            "unknown_type",
+        ),
+        (
+            "un send sin text",
+            json!({ "type": "send", "room": room }).to_string(),
+            "invalid_frame",
+        ),
+        (
+            "un join a una sala que no existe",
+            json!({ "type": "join", "room": missing }).to_string(),
+            "not_found",
+        ),
+        (
+            "un send a una sala sin unirse",
+            json!({ "type": "send", "room": room, "text": "hola" }).to_string(),
+            "not_member",
+        ),
+        (
+            "un leave de una sala sin unirse",
+            json!({ "type": "leave", "room": room }).to_string(),
+            "not_member",
+        ),
     ];
     for (what, text, code) in &cases {
         a.client.send_text(text).await?;
@@ -232,18 +278,27 @@ pub async fn bad_frames(env: Env) -> Result<(), Failure> {
     }
     a.join(&room).await?;
     let contents = [
-        ("un texto solo de espacios", " \t \n ".to_owned(), "empty_text"),
+        (
+            "un texto solo de espacios",
+            " \t \n ".to_owned(),
+            "empty_text",
+        ),
         ("un texto de 4001 caracteres", "ñ".repeat(4001), "too_long"),
     ];
     for (what, text, code) in &contents {
-        a.send(&json!({ "type": "send", "room": room, "text": text })).await?;
+        a.send(&json!({ "type": "send", "room": room, "text": text }))
+            .await?;
         a.expect_error(what, code).await?;
     }
     // 4,000 code points (8,000 bytes) are allowed: the limit counts characters, not bytes.
     a.say(&room, &"ñ".repeat(4000)).await.map_err(|failure| {
         failure.hint("el límite de 4000 caracteres cuenta puntos de código Unicode, no bytes")
     })?;
-    let sent = tokio::time::timeout(WAIT, a.client.stream().send(Message::binary(vec![1u8, 2, 3]))).await;
+    let sent = tokio::time::timeout(
+        WAIT,
+        a.client.stream().send(Message::binary(vec![1u8, 2, 3])),
+    )
+    .await;
     if !matches!(sent, Ok(Ok(()))) {
         return Err(Failure::new("no pude enviar un frame binario").got(format!("{sent:?}")));
     }
@@ -288,14 +343,30 @@ pub async fn http_errors(env: Env) -> Result<(), Failure> {
         project
             .get(&format!("/rooms/general/messages?{query}"), token)
             .await?
-            .expect_error(&format!("GET /rooms/general/messages?{query}"), 422, "invalid_input")?;
+            .expect_error(
+                &format!("GET /rooms/general/messages?{query}"),
+                422,
+                "invalid_input",
+            )?;
     }
     project
-        .post("/rooms", token, &json!({ "id": "No Es Un Slug!", "name": "x", "private": false }))
+        .post(
+            "/rooms",
+            token,
+            &json!({ "id": "No Es Un Slug!", "name": "x", "private": false }),
+        )
         .await?
-        .expect_error("crear una sala con un id que no es un slug", 422, "invalid_input")?;
+        .expect_error(
+            "crear una sala con un id que no es un slug",
+            422,
+            "invalid_input",
+        )?;
     project
-        .post("/rooms", token, &json!({ "id": "general", "name": "General", "private": false }))
+        .post(
+            "/rooms",
+            token,
+            &json!({ "id": "general", "name": "General", "private": false }),
+        )
         .await?
         .expect_error("crear una sala que ya existe", 409, "conflict")?;
     Ok(())
@@ -318,7 +389,9 @@ pub async fn rate_limit(env: Env) -> Result<(), Failure> {
     while stored + limited < SENDS {
         let frame = a.recv().await.map_err(|failure| {
             failure
-                .expected(format!("{SENDS} respuestas: un eco o un error rate_limited por send"))
+                .expected(format!(
+                    "{SENDS} respuestas: un eco o un error rate_limited por send"
+                ))
                 .got(format!("{stored} ecos y {limited} errores"))
                 .hint("cada frame descartado por el límite recibe su propio error")
         })?;
@@ -326,7 +399,10 @@ pub async fn rate_limit(env: Env) -> Result<(), Failure> {
             (Some("message"), _) => stored += 1,
             (Some("error"), Some("rate_limited")) => limited += 1,
             (Some("error"), _) => {
-                return Err(Failure::new("un send de la ráfaga recibió un error inesperado").got(frame.to_string()));
+                return Err(
+                    Failure::new("un send de la ráfaga recibió un error inesperado")
+                        .got(frame.to_string()),
+                );
             }
             _ => {}
         }
@@ -341,18 +417,25 @@ pub async fn rate_limit(env: Env) -> Result<(), Failure> {
             .hint("un limitador por conexión (token bucket o GCRA, p. ej. governor): 20 frames/s, ráfaga de 40; todo frame cuenta"));
     }
     if accepted < 40 {
-        return Err(Failure::new("el límite corta antes de la ráfaga de 40 de una conexión nueva")
-            .expected("al menos 40 frames aceptados")
-            .got(format!("{accepted} aceptados")));
+        return Err(
+            Failure::new("el límite corta antes de la ráfaga de 40 de una conexión nueva")
+                .expected("al menos 40 frames aceptados")
+                .got(format!("{accepted} aceptados")),
+        );
     }
     let history = project
-        .get(&format!("/rooms/{room}/messages?limit=200"), Some(&ana.token))
+        .get(
+            &format!("/rooms/{room}/messages?limit=200"),
+            Some(&ana.token),
+        )
         .await?;
     let count = history.body["messages"].as_array().map_or(0, Vec::len);
     if count != stored {
-        return Err(Failure::new("los sends descartados por el límite se guardaron igualmente")
-            .expected(format!("{stored} mensajes en el historial"))
-            .got(format!("{count}")));
+        return Err(
+            Failure::new("los sends descartados por el límite se guardaron igualmente")
+                .expected(format!("{stored} mensajes en el historial"))
+                .got(format!("{count}")),
+        );
     }
     Ok(())
 }
@@ -381,7 +464,10 @@ pub async fn cache(env: Env) -> Result<(), Failure> {
     }
     let shape_ok = listed.as_array().is_some_and(|rooms| {
         rooms.iter().all(|room| {
-            room["id"].is_string() && room["private"].is_boolean() && room["members"].is_u64() && room["online"].is_u64()
+            room["id"].is_string()
+                && room["private"].is_boolean()
+                && room["members"].is_u64()
+                && room["online"].is_u64()
         })
     });
     if !shape_ok {
@@ -404,9 +490,11 @@ pub async fn cache(env: Env) -> Result<(), Failure> {
     let stats = project.get("/admin/stats", Some(&admin)).await?;
     let header = stats.header("x-cache").unwrap_or("").to_ascii_uppercase();
     if stats.status != 200 || !(header == "HIT" || header == "MISS") {
-        return Err(Failure::new("GET /admin/stats no pasa por la caché (cabecera X-Cache)")
-            .expected("200 con X-Cache: HIT o MISS")
-            .got(format!("{} X-Cache: «{header}»", stats.status)));
+        return Err(
+            Failure::new("GET /admin/stats no pasa por la caché (cabecera X-Cache)")
+                .expected("200 con X-Cache: HIT o MISS")
+                .got(format!("{} X-Cache: «{header}»", stats.status)),
+        );
     }
     Ok(())
 }
