@@ -22,7 +22,9 @@ pub fn init_tracing() {
 pub fn listen_addr(default_port: u16) -> anyhow::Result<SocketAddr> {
     match std::env::var("LESSON_ADDR") {
         Ok(value) => value.parse().map_err(|_| {
-            anyhow::anyhow!("LESSON_ADDR={value:?} no es una dirección válida (ejemplo: 127.0.0.1:3035)")
+            anyhow::anyhow!(
+                "LESSON_ADDR={value:?} no es una dirección válida (ejemplo: 127.0.0.1:3035)"
+            )
         }),
         Err(_) => Ok(SocketAddr::from(([127, 0, 0, 1], default_port))),
     }
