@@ -7,7 +7,8 @@ Comprueba:
 1. Cada página de SUMMARY.md existe, y cada .md de src/ está en SUMMARY.md (si no, no se publica).
 2. Cada {{#include ...}} apunta a un fichero que existe y, si nombra un ancla, el fichero tiene
    `ANCHOR: nombre` y `ANCHOR_END: nombre`; si da líneas, el fichero las tiene.
-3. Ningún bloque ```rust contiene código pegado: solo directivas {{#include}}.
+3. Ningún bloque ```rust contiene código pegado: solo directivas {{#include}}; y cada include de
+   un fichero .rs está en un bloque ```rust.
 4. Cada enlace relativo apunta a un fichero del libro (dentro de src/) que existe, y cada
    #fragmento a un encabezado de esa página.
 5. Ninguna página fuera de ejercicios/soluciones/ enlaza a las soluciones, para que un
@@ -193,6 +194,8 @@ def main() -> int:
         for number, text, in_code, lang in strip_code(lines):
             for kind, target in INCLUDE.findall(text):
                 check_include(page, number, target)
+                if target.partition(":")[0].endswith(".rs") and lang not in ("rust", "rs"):
+                    error(page, number, "un listado de Rust va en un bloque ```rust (resaltado y sin ejecutar)")
             if in_code:
                 if lang in ("rust", "rs") and text.strip() and not INCLUDE.fullmatch(text.strip()):
                     error(page, number, "código Rust pegado en un bloque ```rust: inclúyelo desde un fichero "
