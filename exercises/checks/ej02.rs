@@ -102,7 +102,7 @@ pub fn checks() -> Vec<Check> {
             Block::Calidad,
             REINTENTOS,
             2,
-            "espera entre intentos lo que dice backoff",
+            "espera entre intentos lo que dice backoff, en estado pending",
             |_| Box::pin(waits_the_backoff_between_attempts()),
         ),
         check(
@@ -555,7 +555,7 @@ async fn gives_up_after_max_attempts() -> Result<(), Failure> {
 }
 
 async fn waits_the_backoff_between_attempts() -> Result<(), Failure> {
-    let (mailer, _calls) = FakeMailer::new(&[Step::Fail; 4]);
+    let (mailer, mut calls) = FakeMailer::new(&[Step::Fail; 4]);
     let policy = RetryPolicy {
         max_attempts: 5,
         base_delay: Duration::from_millis(100),
@@ -574,8 +574,30 @@ async fn waits_the_backoff_between_attempts() -> Result<(), Failure> {
         id: id.clone(),
         request,
     };
-    let status = match tokio::time::timeout(Duration::from_secs(5), jobs.process(job)).await {
-        Ok(status) => status,
+    let worker = jobs.clone();
+    let run = tokio::spawn(async move { worker.process(job).await });
+    // The first attempt has failed; on this single-threaded runtime `process` has run on to its
+    // backoff sleep before this task resumes, so the record shows the wait between attempts.
+    next_call(&mut calls).await?;
+    tokio::task::yield_now().await;
+    let waiting = jobs.status(&id);
+    let pending = waiting.as_ref().is_some_and(|record| {
+        record.status == JobStatus::Pending
+            && record.attempts == 1
+            && record
+                .last_error
+                .as_deref()
+                .is_some_and(|error| error.contains(TEMPORARY))
+    });
+    if !pending {
+        return Err(Failure::new("mientras espera el reintento, el trabajo no está pending con el error")
+            .expected(format!("status pending, attempts 1 y last_error con «{TEMPORARY}»"))
+            .got(format!("{waiting:?}"))
+            .hint("Tras un fallo temporal con intentos por delante: `status = Pending` y `last_error = Some(error)`, y después el `sleep`."));
+    }
+    let status = match tokio::time::timeout(Duration::from_secs(5), run).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(_)) => return Err(Failure::new("`process` se interrumpió")),
         Err(_) => {
             return Err(Failure::new("`process` no terminó en 5 s de reloj virtual")
                 .expected("4 esperas de 100, 200, 250 y 250 ms")

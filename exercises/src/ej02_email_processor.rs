@@ -43,7 +43,8 @@
 //! 7. reintenta tras fallos temporales y termina en done (`attempts` cuenta los intentos).
 //! 8. agota los intentos y deja el trabajo failed con el último error (`max_attempts` intentos
 //!    en total, ni uno más).
-//! 9. espera entre intentos lo que dice backoff (se comprueba con el reloj pausado de tokio).
+//! 9. espera entre intentos lo que dice backoff, en estado pending (con `last_error`; se
+//!    comprueba con el reloj pausado de tokio).
 //! 10. un error permanente no se reintenta (`MailError::Permanent` → `failed` al primer intento).
 //! 11. un envío que se cuelga cuenta como fallo al superar attempt_timeout.
 //!
