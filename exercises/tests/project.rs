@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use exercises::checks::registry::ProjectTarget;
-use exercises::checks::{self, Check, Env, ej06};
+use exercises::checks::score::{self, Level, ManualReview};
+use exercises::checks::{self, Check, Env, Outcome, ej06};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -89,7 +90,7 @@ impl Drop for Reference {
 
 /// Runs every check of exercise 6, one after another (job counts in `/admin/jobs` must not
 /// mix two checks' jobs), and returns the failures by title.
-fn run_all(target: ProjectTarget) -> Vec<(Check, Result<(), checks::Failure>)> {
+fn run_all(target: ProjectTarget) -> Vec<(Check, Outcome)> {
     let env = Env {
         project: Some(Arc::new(target)),
     };
@@ -97,23 +98,19 @@ fn run_all(target: ProjectTarget) -> Vec<(Check, Result<(), checks::Failure>)> {
         .into_iter()
         .map(|check| {
             let outcome = checks::run(&check, &env);
-            (check, outcome.result)
+            (check, outcome)
         })
         .collect()
 }
 
 /// Fails the test unless exactly the checks titled `failing` failed, every process check was
 /// "not checked", and every other check passed.
-fn assert_outcomes(
-    variant: &str,
-    outcomes: &[(Check, Result<(), checks::Failure>)],
-    failing: &[&str],
-) {
+fn assert_outcomes(variant: &str, outcomes: &[(Check, Outcome)], failing: &[&str]) {
     let mut problems = Vec::new();
     let expected: BTreeSet<&str> = failing.iter().copied().collect();
-    for (check, result) in outcomes {
+    for (check, outcome) in outcomes {
         let name = check.name();
-        match result {
+        match &outcome.result {
             Err(failure) if ej06::needs_process(check) => {
                 if !failure.is_not_checked() {
                     problems.push(format!(
@@ -146,6 +143,22 @@ fn assert_outcomes(
         assert!(known.contains(title), "no check is titled «{title}»");
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    // The rubric: exactly the criteria of the failing checks lose points.
+    let score = score::score_exercise(6, outcomes, &ManualReview::new());
+    for criterion in &score.criteria {
+        let should_lose = criterion
+            .checks
+            .iter()
+            .any(|check| expected.contains(check.check.title));
+        let lost = criterion.tally.lost > 0.0;
+        assert_eq!(
+            lost,
+            should_lose,
+            "[{variant}] el criterio «{}» {} puntos",
+            criterion.name,
+            if lost { "pierde" } else { "no pierde" }
+        );
+    }
 }
 
 #[test]
@@ -153,12 +166,10 @@ fn every_check_passes_against_the_reference_server() {
     let reference = Reference::start();
     let outcomes = run_all(reference.target(reference.addr));
     assert_outcomes("la referencia", &outcomes, &[]);
-    // Every automatic criterion is won, so the level is Excelente on the automatic part.
-    let passed = outcomes
-        .iter()
-        .filter(|(check, result)| result.is_ok() && !ej06::needs_process(check))
-        .count();
-    assert_eq!(passed, outcomes.len() - 2);
+    // Every automatic check that could run passed: Excelente on the automatic part.
+    let score = score::score_exercise(6, &outcomes, &ManualReview::new());
+    assert_eq!(score.automatic_score(), Some(100.0));
+    assert_eq!(score.automatic_level(), Some(Level::Excelente));
     drop(reference);
 }
 
@@ -195,6 +206,8 @@ struct Broken {
     strip_request_header: Option<&'static str>,
     /// A path answered 404.
     block_path: Option<&'static str>,
+    /// The server's close code `.0` reaches the client as `.1`.
+    close_code: Option<(u16, u16)>,
 }
 
 const INTACT: Broken = Broken {
@@ -203,6 +216,7 @@ const INTACT: Broken = Broken {
     strip_response_header: None,
     strip_request_header: None,
     block_path: None,
+    close_code: None,
 };
 
 struct Proxy {
@@ -365,9 +379,15 @@ async fn pump(client: WebSocket, upstream: Upstream, broken: Broken) {
                 Message::Binary(bytes) => ws::Message::Binary(bytes),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 Message::Close(frame) => {
-                    let frame = frame.map(|frame| ws::CloseFrame {
-                        code: frame.code.into(),
-                        reason: frame.reason.as_str().into(),
+                    let frame = frame.map(|frame| {
+                        let code = u16::from(frame.code);
+                        ws::CloseFrame {
+                            code: match broken.close_code {
+                                Some((from, to)) if from == code => to,
+                                _ => code,
+                            },
+                            reason: frame.reason.as_str().into(),
+                        }
                     });
                     let _ = to_client.send(ws::Message::Close(frame)).await;
                     break;
@@ -526,6 +546,24 @@ fn a_server_without_admin_jobs_loses_the_job_checks() {
         ej06_title("exigen el rol admin"),
     ];
     assert_broken("sin /admin/jobs", broken, &failing);
+}
+
+#[test]
+fn a_server_that_does_not_close_with_1009_loses_that_check() {
+    let broken = Broken {
+        close_code: Some((1009, 1011)),
+        ..INTACT
+    };
+    assert_broken("1011 en vez de 1009", broken, &[ej06_title("1009")]);
+}
+
+#[test]
+fn a_server_that_does_not_close_slow_consumers_with_1013_loses_that_check() {
+    let broken = Broken {
+        close_code: Some((1013, 1000)),
+        ..INTACT
+    };
+    assert_broken("1000 en vez de 1013", broken, &[ej06_title("1013")]);
 }
 
 /// The title of the one check of exercise 6 whose title contains `part`.
