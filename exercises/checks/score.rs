@@ -18,8 +18,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::ej06;
 use super::registry::{Block, Check, Failure};
 use super::runner::Outcome;
+use Block::{Calidad, Integracion, Nucleo};
 
 /// Every block, in the rubric's order.
 pub const BLOCKS: [Block; 3] = [Block::Nucleo, Block::Calidad, Block::Integracion];
@@ -163,14 +165,51 @@ impl LevelRange {
     }
 }
 
+/// Where the rubric assesses something: a block of an exercise, or one criterion of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub exercise: u8,
+    pub block: Block,
+    /// One criterion of that block (as its checks name it); `None`: the whole block.
+    pub criterion: Option<&'static str>,
+}
+
+impl Place {
+    /// A whole block of an exercise.
+    pub const fn block(exercise: u8, block: Block) -> Self {
+        Self {
+            exercise,
+            block,
+            criterion: None,
+        }
+    }
+
+    /// One criterion of a block of an exercise.
+    pub const fn criterion(exercise: u8, block: Block, criterion: &'static str) -> Self {
+        Self {
+            exercise,
+            block,
+            criterion: Some(criterion),
+        }
+    }
+
+    /// Whether a check counts here.
+    pub fn holds(&self, check: &Check) -> bool {
+        check.exercise == self.exercise
+            && check.block == self.block
+            && self
+                .criterion
+                .is_none_or(|criterion| criterion == check.criterion)
+    }
+}
+
 /// What the seed lists under each level, and where in the exercises the rubric assesses it. The
 /// level itself is the threshold on the score; this says which points carry each item.
 #[derive(Debug, Clone, Copy)]
 pub struct LevelItem {
     pub level: Level,
     pub item: &'static str,
-    /// `(exercise, block)` pairs whose criteria carry it.
-    pub assessed_by: &'static [(u8, Block)],
+    pub assessed_by: &'static [Place],
 }
 
 /// The seed's "Criterios de Éxito", item by item.
@@ -178,69 +217,93 @@ pub const LEVEL_ITEMS: &[LevelItem] = &[
     LevelItem {
         level: Level::Aprobado,
         item: "WebSocket básico funcionando",
-        assessed_by: &[(1, Block::Nucleo), (6, Block::Nucleo)],
+        assessed_by: &[
+            Place::block(1, Nucleo),
+            Place::criterion(6, Nucleo, ej06::WEBSOCKETS),
+        ],
     },
     LevelItem {
         level: Level::Aprobado,
         item: "Al menos un Background Task implementado",
-        assessed_by: &[(2, Block::Nucleo)],
+        assessed_by: &[Place::block(2, Nucleo)],
     },
     LevelItem {
         level: Level::Aprobado,
         item: "SSE básico con actualizaciones simples",
-        assessed_by: &[(3, Block::Nucleo)],
+        assessed_by: &[Place::criterion(3, Nucleo, "Stream SSE en vivo")],
     },
     LevelItem {
         level: Level::Aprobado,
         item: "Integración con autenticación existente",
-        assessed_by: &[(6, Block::Integracion)],
+        assessed_by: &[Place::criterion(6, Nucleo, ej06::AUTH)],
     },
     LevelItem {
         level: Level::Bueno,
         item: "Sistema de chat completo",
-        assessed_by: &[(6, Block::Nucleo)],
+        assessed_by: &[
+            Place::block(1, Nucleo),
+            Place::criterion(6, Nucleo, ej06::WEBSOCKETS),
+        ],
     },
     LevelItem {
         level: Level::Bueno,
         item: "Múltiples tipos de Background Tasks",
-        assessed_by: &[(2, Block::Nucleo), (4, Block::Nucleo), (6, Block::Nucleo)],
+        assessed_by: &[
+            Place::block(2, Nucleo),
+            Place::criterion(4, Integracion, "E-mail en segundo plano"),
+            Place::criterion(6, Nucleo, ej06::JOBS),
+        ],
     },
     LevelItem {
         level: Level::Bueno,
         item: "Dashboard en tiempo real funcional",
-        assessed_by: &[(3, Block::Nucleo), (6, Block::Nucleo)],
+        assessed_by: &[
+            Place::block(3, Nucleo),
+            Place::criterion(6, Nucleo, ej06::SSE),
+        ],
     },
     LevelItem {
         level: Level::Bueno,
         item: "Manejo de errores robusto",
         assessed_by: &[
-            (1, Block::Calidad),
-            (2, Block::Calidad),
-            (3, Block::Calidad),
-            (4, Block::Calidad),
-            (5, Block::Calidad),
-            (6, Block::Calidad),
+            Place::block(1, Calidad),
+            Place::block(2, Calidad),
+            Place::block(3, Calidad),
+            Place::block(4, Calidad),
+            Place::block(5, Calidad),
+            Place::criterion(6, Calidad, ej06::ERRORS),
         ],
     },
     LevelItem {
         level: Level::Excelente,
         item: "Chat con salas y funcionalidades avanzadas",
-        assessed_by: &[(1, Block::Nucleo), (6, Block::Nucleo)],
+        assessed_by: &[
+            Place::criterion(1, Nucleo, "Difusión por salas"),
+            Place::criterion(6, Nucleo, ej06::WEBSOCKETS),
+        ],
     },
     LevelItem {
         level: Level::Excelente,
         item: "Sistema de notificaciones complejo",
-        assessed_by: &[(4, Block::Nucleo), (4, Block::Integracion)],
+        assessed_by: &[Place::block(4, Nucleo), Place::block(4, Integracion)],
     },
     LevelItem {
         level: Level::Excelente,
         item: "Optimizaciones de performance aplicadas",
-        assessed_by: &[(3, Block::Calidad), (6, Block::Calidad)],
+        assessed_by: &[
+            Place::criterion(1, Calidad, "Cola acotada por conexión"),
+            Place::criterion(3, Nucleo, "Caché con TTL e invalidación"),
+            Place::criterion(3, Calidad, "Caché con TTL e invalidación"),
+            Place::criterion(6, Calidad, ej06::PERFORMANCE),
+        ],
     },
     LevelItem {
         level: Level::Excelente,
         item: "Monitoring y métricas implementadas",
-        assessed_by: &[(3, Block::Nucleo), (6, Block::Calidad)],
+        assessed_by: &[
+            Place::criterion(3, Nucleo, "Stream SSE en vivo"),
+            Place::criterion(6, Integracion, ej06::EARLIER_WEEKS),
+        ],
     },
 ];
 

@@ -69,7 +69,17 @@ fn run_cli() -> i32 {
             println!("Corrigiendo el proyecto final en {url} (ejercicio 6)…\n");
         }
     }
-    let results = running::run_all(selection, &env, plan);
+    let results = if args.project.is_some() {
+        match run_project(selection, &env, plan, args.format == Format::Texto) {
+            Ok(results) => results,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return exit::USO;
+            }
+        }
+    } else {
+        running::run_all(selection, &env, plan)
+    };
     let options = Options {
         format: args.format,
         next_only: args.siguiente,
@@ -114,6 +124,52 @@ fn select(args: &Args, progress: bool) -> (Vec<Check>, Env, Plan) {
             (selection, Env::default(), Plan::exercises(progress))
         }
     }
+}
+
+/// Runs the checks of exercise 6. With `--command` the grader starts the project itself, runs
+/// the network checks against it, stops it, and then runs the checks that start and stop their
+/// own server (shutdown, restart), as `checks::ej06` asks.
+fn run_project(
+    selection: Vec<Check>,
+    env: &Env,
+    plan: Plan,
+    say: bool,
+) -> Result<Vec<(Check, Outcome)>, String> {
+    let Some(target) = env.project.clone() else {
+        return Ok(running::run_all(selection, env, plan));
+    };
+    let Some(command) = target.command.clone() else {
+        return Ok(running::run_all(selection, env, plan));
+    };
+    type Numbered = Vec<(usize, Check)>;
+    let (process, network): (Numbered, Numbered) = selection
+        .into_iter()
+        .enumerate()
+        .partition(|(_, check)| checks::ej06::needs_process(check));
+    // A runtime of its own keeps reading the server's output while the checks run elsewhere.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("no pude crear el runtime: {error}"))?;
+    if say {
+        println!("Arrancando el proyecto con --command «{command}»…");
+    }
+    let server = runtime
+        .block_on(checks::ej06::process::ServerProcess::start(&target))
+        .map_err(|failure| format!("no pude arrancar el proyecto con --command:\n{failure}"))?;
+    let (order, network): (Vec<usize>, Vec<Check>) = network.into_iter().unzip();
+    let mut results: Vec<(usize, (Check, Outcome))> = order
+        .into_iter()
+        .zip(running::run_all(network, env, plan))
+        .collect();
+    if let Err(failure) = runtime.block_on(server.stop()) {
+        eprintln!("aviso: al parar el proyecto: {failure}");
+    }
+    let (order, process): (Vec<usize>, Vec<Check>) = process.into_iter().unzip();
+    results.extend(order.into_iter().zip(running::run_all(process, env, plan)));
+    results.sort_by_key(|(order, _)| *order);
+    Ok(results.into_iter().map(|(_, result)| result).collect())
 }
 
 /// What to print, once the checks have run.

@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use Block::{Calidad, Integracion, Nucleo};
 use exercises::checks::score::{
-    self, ExerciseScore, LEVEL_ITEMS, Level, MANUAL_CRITERIA, ManualReview,
+    self, ExerciseScore, LEVEL_ITEMS, Level, MANUAL_CRITERIA, ManualReview, Place,
 };
-use exercises::checks::{self, Block, Check, Outcome};
+use exercises::checks::{self, Block, Check, Outcome, ej06};
 
 use crate::text::points;
 
@@ -18,135 +19,143 @@ const TEMPLATE: &str = include_str!("rubric_template.md");
 struct SeedCriterion {
     block: Block,
     name: &'static str,
-    /// `(exercise, block)` whose automatic criteria measure it.
-    automatic: &'static [(u8, Block)],
+    /// The criteria whose automatic checks measure it.
+    automatic: &'static [Place],
     /// Ids of manual criteria.
     manual: &'static [&'static str],
     note: &'static str,
 }
 
-const ALL_NUCLEO: &[(u8, Block)] = &[
-    (1, Block::Nucleo),
-    (4, Block::Nucleo),
-    (5, Block::Nucleo),
-    (6, Block::Nucleo),
-];
-
 const SEED: &[SeedCriterion] = &[
     SeedCriterion {
-        block: Block::Nucleo,
+        block: Nucleo,
         name: "WebSockets funcionando correctamente",
-        automatic: ALL_NUCLEO,
+        automatic: &[
+            Place::block(1, Nucleo),
+            Place::criterion(4, Nucleo, "Entrega en tiempo real"),
+            Place::criterion(5, Nucleo, "Bucle de ticks y difusión"),
+            Place::criterion(5, Nucleo, "Entrar, salir y reconectar"),
+            Place::criterion(6, Nucleo, ej06::WEBSOCKETS),
+        ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Nucleo,
+        block: Nucleo,
         name: "Background Tasks procesando trabajos",
-        automatic: &[(2, Block::Nucleo), (4, Block::Nucleo), (6, Block::Nucleo)],
+        automatic: &[
+            Place::block(2, Nucleo),
+            Place::criterion(4, Integracion, "E-mail en segundo plano"),
+            Place::criterion(6, Nucleo, ej06::JOBS),
+        ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Nucleo,
+        block: Nucleo,
         name: "Server-Sent Events actualizando en tiempo real",
-        automatic: &[(3, Block::Nucleo), (6, Block::Nucleo)],
+        automatic: &[
+            Place::criterion(3, Nucleo, "Stream SSE en vivo"),
+            Place::criterion(3, Nucleo, "Reanudación con Last-Event-ID"),
+            Place::criterion(6, Nucleo, ej06::SSE),
+        ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Nucleo,
+        block: Nucleo,
         name: "Integración con sistema de autenticación existente",
-        automatic: &[(6, Block::Integracion)],
+        automatic: &[Place::criterion(6, Nucleo, ej06::AUTH)],
         manual: &[],
-        note: "registro, login, tokens y su límite de intentos, contra el proyecto en marcha",
+        note: "registro, login, token en el WebSocket, límite de intentos y rutas de admin, \
+               contra el proyecto en marcha",
     },
     SeedCriterion {
-        block: Block::Calidad,
+        block: Calidad,
         name: "Manejo apropiado de conexiones",
         automatic: &[
-            (1, Block::Calidad),
-            (3, Block::Calidad),
-            (5, Block::Calidad),
-            (6, Block::Calidad),
+            Place::criterion(1, Calidad, "Errores y desconexiones"),
+            Place::criterion(1, Calidad, "Cola acotada por conexión"),
+            Place::criterion(4, Calidad, "Conexiones y errores"),
+            Place::criterion(5, Calidad, "Entrar, salir y reconectar"),
+            Place::criterion(6, Calidad, ej06::CONNECTIONS),
         ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Calidad,
+        block: Calidad,
         name: "Error handling y recovery",
         automatic: &[
-            (1, Block::Calidad),
-            (2, Block::Calidad),
-            (3, Block::Calidad),
-            (4, Block::Calidad),
-            (5, Block::Calidad),
-            (6, Block::Calidad),
+            Place::criterion(1, Calidad, "Errores y desconexiones"),
+            Place::criterion(2, Calidad, "Reintentos con backoff"),
+            Place::criterion(3, Calidad, "Validación y errores"),
+            Place::criterion(3, Calidad, "Reanudación con Last-Event-ID"),
+            Place::criterion(3, Calidad, "Stream SSE en vivo"),
+            Place::criterion(4, Calidad, "Conexiones y errores"),
+            Place::criterion(5, Calidad, "Entradas inválidas y límites"),
+            Place::criterion(6, Calidad, ej06::ERRORS),
         ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Calidad,
+        block: Calidad,
         name: "Performance y optimización",
-        automatic: &[(3, Block::Calidad), (6, Block::Calidad)],
+        automatic: &[
+            Place::criterion(1, Calidad, "Cola acotada por conexión"),
+            Place::criterion(3, Nucleo, "Caché con TTL e invalidación"),
+            Place::criterion(3, Calidad, "Caché con TTL e invalidación"),
+            Place::criterion(5, Calidad, "Bucle de ticks y difusión"),
+            Place::criterion(6, Calidad, ej06::PERFORMANCE),
+        ],
         manual: &[],
-        note: "caché con TTL e invalidación, límites de tamaño y de ritmo",
+        note: "",
     },
     SeedCriterion {
-        block: Block::Calidad,
+        block: Calidad,
         name: "Clean code y documentación",
         automatic: &[],
         manual: &["codigo"],
         note: "",
     },
     SeedCriterion {
-        block: Block::Integracion,
+        block: Integracion,
         name: "Uso de conocimientos de semanas anteriores",
         automatic: &[
-            (1, Block::Integracion),
-            (2, Block::Integracion),
-            (3, Block::Integracion),
-            (4, Block::Integracion),
-            (5, Block::Integracion),
-            (6, Block::Integracion),
+            Place::criterion(1, Integracion, "Hub reutilizable y concurrente"),
+            Place::criterion(2, Integracion, "Worker y reutilización"),
+            Place::criterion(4, Integracion, "E-mail en segundo plano"),
+            Place::criterion(6, Integracion, ej06::EARLIER_WEEKS),
         ],
         manual: &[],
         note: "",
     },
     SeedCriterion {
-        block: Block::Integracion,
+        block: Integracion,
         name: "Containerización apropiada",
         automatic: &[],
         manual: &["contenedor"],
         note: "",
     },
     SeedCriterion {
-        block: Block::Integracion,
+        block: Integracion,
         name: "Testing de componentes asíncronos",
         automatic: &[
-            (1, Block::Integracion),
-            (2, Block::Integracion),
-            (3, Block::Integracion),
-            (4, Block::Integracion),
-            (5, Block::Integracion),
+            Place::criterion(1, Integracion, "Hub reutilizable y concurrente"),
+            Place::criterion(3, Integracion, "Pruebas asíncronas"),
+            Place::criterion(5, Integracion, "Protocolo de extremo a extremo"),
         ],
         manual: &["pruebas"],
-        note: "en los ejercicios 1–5, que tu código se deje probar (reloj pausado, \
-               dependencias inyectadas); en el 6, la suite del propio proyecto",
+        note: "en los ejercicios 1–5, que tu código se deje probar de extremo a extremo y con \
+               el reloj pausado; en el 6, la suite del propio proyecto",
     },
     SeedCriterion {
-        block: Block::Integracion,
+        block: Integracion,
         name: "Deployment funcional",
-        automatic: &[
-            (6, Block::Nucleo),
-            (6, Block::Calidad),
-            (6, Block::Integracion),
-        ],
+        automatic: &[Place::criterion(6, Integracion, ej06::DEPLOYMENT)],
         manual: &["contenedor"],
-        note: "el ejercicio 6 se corrige contra el proyecto desplegado: si no responde, no \
-               pasa ninguna comprobación",
+        note: "además, todo el ejercicio 6 se corrige contra el proyecto desplegado",
     },
 ];
 
@@ -174,22 +183,23 @@ fn full_marks(registry: &[Check]) -> Vec<ExerciseScore> {
         .collect()
 }
 
-/// The criteria names of one block of one exercise, as a phrase: "ej01 · núcleo (Chat, Avisos)".
-fn where_assessed(scores: &[ExerciseScore], exercise: u8, block: Block) -> String {
+/// A place as the rubric reads it: "ej01 · núcleo (Chat, Avisos)" or "ej03 · núcleo · Caché…".
+fn where_assessed(scores: &[ExerciseScore], place: &Place) -> String {
+    let prefix = format!("ej{:02} · {}", place.exercise, place.block.name());
+    if let Some(criterion) = place.criterion {
+        return format!("{prefix} · {criterion}");
+    }
     let names: Vec<&str> = scores
         .iter()
-        .filter(|score| score.exercise == exercise)
+        .filter(|score| score.exercise == place.exercise)
         .flat_map(|score| score.criteria.iter())
-        .filter(|criterion| criterion.block == block && !criterion.checks.is_empty())
+        .filter(|criterion| criterion.block == place.block && !criterion.checks.is_empty())
         .map(|criterion| criterion.name)
         .collect();
     if names.is_empty() {
-        format!(
-            "ej{exercise:02} · {} (sin comprobaciones todavía)",
-            block.name()
-        )
+        format!("{prefix} (sin comprobaciones todavía)")
     } else {
-        format!("ej{exercise:02} · {} ({})", block.name(), names.join(", "))
+        format!("{prefix} ({})", names.join(", "))
     }
 }
 
@@ -227,7 +237,7 @@ fn levels(scores: &[ExerciseScore]) -> String {
             let places: Vec<String> = item
                 .assessed_by
                 .iter()
-                .map(|(exercise, block)| where_assessed(scores, *exercise, *block))
+                .map(|place| where_assessed(scores, place))
                 .collect();
             let _ = writeln!(
                 out,
@@ -256,7 +266,7 @@ fn seed(scores: &[ExerciseScore]) -> String {
             let mut automatic: Vec<String> = criterion
                 .automatic
                 .iter()
-                .map(|(exercise, block)| where_assessed(scores, *exercise, *block))
+                .map(|place| where_assessed(scores, place))
                 .collect();
             if !criterion.note.is_empty() {
                 automatic.push(format!("*{}*", criterion.note));
@@ -411,6 +421,21 @@ mod tests {
                 text.contains(&format!("`{}`", check.name())),
                 "{}",
                 check.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_place_the_rubric_names_has_checks() {
+        let registry = registry();
+        let places = SEED
+            .iter()
+            .flat_map(|criterion| criterion.automatic)
+            .chain(LEVEL_ITEMS.iter().flat_map(|item| item.assessed_by));
+        for place in places {
+            assert!(
+                registry.iter().any(|check| place.holds(check)),
+                "no check counts for {place:?}: was the criterion renamed?"
             );
         }
     }

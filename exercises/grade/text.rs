@@ -149,6 +149,17 @@ fn exercise(out: &mut dyn Write, score: &ExerciseScore, paint: Paint) -> io::Res
             paint.bold("Siguiente paso:"),
             next.check.name()
         )?,
+        None if score.automatic().unchecked > 0.0 => {
+            let unchecked = score
+                .checks()
+                .filter(|check| matches!(check.status, Status::NotChecked(_)))
+                .count();
+            writeln!(
+                out,
+                "  {} {unchecked} no se pudieron hacer aquí (lee arriba por qué).",
+                paint.ok("Todas las comprobaciones hechas pasan;")
+            )?
+        }
         None => writeln!(out, "  {}", paint.ok("Todas las comprobaciones pasan."))?,
     }
     Ok(())
