@@ -334,6 +334,11 @@ async fn wait_for_state(
     }
 }
 
+/// Closes the WebSocket from the client side, as a browser tab that goes away (bounded).
+async fn hang_up(mut client: WsClient) {
+    let _ = tokio::time::timeout(support::WAIT, client.stream().close(None)).await;
+}
+
 /// Opens a WebSocket and joins as `name`: the client and its `welcome` frame.
 async fn join_ws(server: &Server, name: &str) -> Result<(WsClient, Value), Failure> {
     let mut client = WsClient::connect(&server.ws_url("/ws")).await?;
@@ -1050,8 +1055,7 @@ async fn rejoin_returns_the_same_player() -> Result<(), Failure> {
         until_state(&mut ana, "ana").await?;
     }
     let before = game.state().players.get(&1).cloned();
-    let _ = ana.stream().close(None).await;
-    drop(ana);
+    hang_up(ana).await;
     if let Err(state) = wait_for_state(&game, |state| {
         state
             .players
@@ -1128,10 +1132,9 @@ async fn rejects_unknown_and_expired_tokens() -> Result<(), Failure> {
     // The connection stays usable after a refusal.
     sync(&mut stranger, "quien trajo un token inventado").await?;
 
-    let (mut ana, welcome) = join_ws(&server, "ana").await?;
+    let (ana, welcome) = join_ws(&server, "ana").await?;
     let token = welcome["token"].as_str().unwrap_or_default().to_owned();
-    let _ = ana.stream().close(None).await;
-    drop(ana);
+    hang_up(ana).await;
     if let Err(state) = wait_for_state(&game, |state| {
         state
             .players
@@ -1479,8 +1482,7 @@ async fn three_player_transcript_matches() -> Result<(), Failure> {
     seen_caro.extend(until_state(&mut caro, "caro").await?);
 
     // Tick 4: caro's connection drops.
-    let _ = caro.stream().close(None).await;
-    drop(caro);
+    hang_up(caro).await;
     if let Err(state) = wait_for_state(&game, |state| {
         state
             .players

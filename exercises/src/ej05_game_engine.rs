@@ -48,7 +48,8 @@
 //! 6. **cada tick difunde el estado a todos los jugadores**: un frame `state` por tick a cada
 //!    conexión.
 //! 7. **join da la bienvenida con id, token y mapa**: ids 1, 2, 3… en orden de llegada; el jugador
-//!    aparece en la primera casilla libre (`GameState::free_cell`) y en el siguiente `state`.
+//!    aparece en la primera casilla libre (`GameState::free_cell`) y en el siguiente `state`
+//!    (tras el `welcome` no envíes nada más: el primer `state` llega con el siguiente tick).
 //! 8. **leave retira al jugador en el acto**: sin periodo de gracia.
 //!
 //! Calidad (un movimiento inválido nunca se aplica: se rechaza y se avisa a quien lo envió):
