@@ -208,6 +208,13 @@ struct Broken {
     block_path: Option<&'static str>,
     /// The server's close code `.0` reaches the client as `.1`.
     close_code: Option<(u16, u16)>,
+    /// Server-Sent Events with this `event:` name are dropped.
+    drop_sse_event: Option<&'static str>,
+    /// Past the 40th frame of a connection, client frames reach the server at most every
+    /// 60 ms: the server's limiter never trips, as if it had none.
+    pace_after_burst: bool,
+    /// `"private": true` in `POST /rooms` becomes `false`: every room is public.
+    public_rooms_only: bool,
 }
 
 const INTACT: Broken = Broken {
@@ -217,6 +224,9 @@ const INTACT: Broken = Broken {
     strip_request_header: None,
     block_path: None,
     close_code: None,
+    drop_sse_event: None,
+    pace_after_burst: false,
+    public_rooms_only: false,
 };
 
 struct Proxy {
@@ -266,9 +276,16 @@ async fn proxy_http(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
     if let Some(name) = proxy.broken.strip_request_header {
         headers.remove(name);
     }
-    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+    let mut body = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await
         .unwrap_or_default();
+    if proxy.broken.public_rooms_only && path_and_query == "/rooms" {
+        if let Ok(mut room) = serde_json::from_slice::<Value>(&body) {
+            room["private"] = Value::Bool(false);
+            body = room.to_string().into();
+            headers.remove("content-length");
+        }
+    }
     let upstream = proxy
         .http
         .request(method, url)
@@ -287,9 +304,52 @@ async fn proxy_http(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
             builder = builder.header(name, value);
         }
     }
-    builder
-        .body(Body::from_stream(upstream.bytes_stream()))
-        .unwrap()
+    let is_sse = upstream
+        .headers()
+        .get("content-type")
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/event-stream"));
+    match proxy.broken.drop_sse_event {
+        Some(name) if is_sse => builder
+            .body(Body::from_stream(without_event(
+                upstream.bytes_stream(),
+                name,
+            )))
+            .unwrap(),
+        _ => builder
+            .body(Body::from_stream(upstream.bytes_stream()))
+            .unwrap(),
+    }
+}
+
+/// The SSE byte stream without the events named `name` (events end with a blank line).
+fn without_event(
+    stream: impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>>
+    + Send
+    + Unpin
+    + 'static,
+    name: &'static str,
+) -> impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send + 'static {
+    let unwanted = format!("event: {name}");
+    futures_util::stream::unfold(
+        (stream, Vec::<u8>::new(), unwanted),
+        |(mut stream, mut buffer, unwanted)| async move {
+            loop {
+                if let Some(end) = buffer.windows(2).position(|pair| pair == b"\n\n") {
+                    let event: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let text = String::from_utf8_lossy(&event);
+                    if text.lines().any(|line| line.trim_end() == unwanted) {
+                        continue;
+                    }
+                    return Some((Ok(event.into()), (stream, buffer, unwanted)));
+                }
+                match stream.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(error)) => return Some((Err(error), (stream, buffer, unwanted))),
+                    None => return None,
+                }
+            }
+        },
+    )
 }
 
 async fn proxy_ws(
@@ -335,7 +395,12 @@ async fn pump(client: WebSocket, upstream: Upstream, broken: Broken) {
     let (mut to_client, mut from_client) = client.split();
     let (mut to_upstream, mut from_upstream) = upstream.split();
     let up = async move {
+        let mut frames = 0usize;
         while let Some(Ok(message)) = from_client.next().await {
+            frames += 1;
+            if broken.pace_after_burst && frames > 40 {
+                tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+            }
             let message = match message {
                 ws::Message::Text(text) => {
                     let mut text = text.as_str().to_owned();
@@ -564,6 +629,48 @@ fn a_server_that_does_not_close_slow_consumers_with_1013_loses_that_check() {
         ..INTACT
     };
     assert_broken("1000 en vez de 1013", broken, &[ej06_title("1013")]);
+}
+
+#[test]
+fn a_dashboard_without_stats_loses_the_stats_check() {
+    let broken = Broken {
+        drop_sse_event: Some("stats"),
+        ..INTACT
+    };
+    assert_broken("sin event: stats", broken, &[ej06_title("emite stats")]);
+}
+
+#[test]
+fn a_dashboard_without_activity_loses_the_activity_checks() {
+    let broken = Broken {
+        drop_sse_event: Some("activity"),
+        ..INTACT
+    };
+    let failing = [ej06_title("emite activity"), ej06_title("Last-Event-ID")];
+    assert_broken("sin event: activity", broken, &failing);
+}
+
+#[test]
+fn a_server_without_a_rate_limit_loses_that_check() {
+    let broken = Broken {
+        pace_after_burst: true,
+        ..INTACT
+    };
+    assert_broken("sin límite de frames", broken, &[ej06_title("20 frames/s")]);
+}
+
+#[test]
+fn a_server_without_private_rooms_loses_the_checks_that_use_them() {
+    let broken = Broken {
+        public_rooms_only: true,
+        ..INTACT
+    };
+    // The e-mail check mentions in a private room (its e-mail must not quote the text).
+    let failing = [
+        ej06_title("salas privadas"),
+        ej06_title("desconectado se envía por e-mail"),
+    ];
+    assert_broken("sin salas privadas", broken, &failing);
 }
 
 /// The title of the one check of exercise 6 whose title contains `part`.

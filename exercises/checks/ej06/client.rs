@@ -293,14 +293,31 @@ impl Project {
 
     /// Opens `GET /dashboard/events` as `token`'s user, with a `Last-Event-ID` when given.
     pub async fn sse(&self, token: &str, last_event_id: Option<&str>) -> Result<Sse, Failure> {
+        self.open_sse(token, false, last_event_id).await
+    }
+
+    /// Opens `GET /dashboard/events?token=…`, as a browser's `EventSource` must (it cannot
+    /// send headers).
+    pub async fn sse_with_query_token(&self, token: &str) -> Result<Sse, Failure> {
+        self.open_sse(token, true, None).await
+    }
+
+    async fn open_sse(
+        &self,
+        token: &str,
+        in_query: bool,
+        last_event_id: Option<&str>,
+    ) -> Result<Sse, Failure> {
         let client = reqwest::Client::builder()
             .connect_timeout(WAIT)
             .build()
             .unwrap_or_default();
-        let mut request = client
-            .get(self.url("/dashboard/events"))
-            .bearer_auth(token)
-            .header("accept", "text/event-stream");
+        let mut request = if in_query {
+            client.get(self.url(&format!("/dashboard/events?token={token}")))
+        } else {
+            client.get(self.url("/dashboard/events")).bearer_auth(token)
+        };
+        request = request.header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }

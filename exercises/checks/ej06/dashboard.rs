@@ -55,7 +55,14 @@ fn stats_problem(data: &Value) -> Option<&'static str> {
 pub async fn stats(env: Env) -> Result<(), Failure> {
     let project = project(&env)?;
     let admin = project.admin_token().await?;
-    let mut sse = project.sse(&admin, None).await?;
+    // `?token=`, as the dashboard page's EventSource sends it.
+    let mut sse = project
+        .sse_with_query_token(&admin)
+        .await
+        .map_err(|failure| {
+            failure
+                .hint("EventSource no puede enviar cabeceras: acepta también el token en ?token=")
+        })?;
     let mut times = Vec::new();
     // The first may come at once; the next ones, about a second apart.
     for _ in 0..3 {
