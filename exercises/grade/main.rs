@@ -359,7 +359,9 @@ mod tests {
         );
         assert!(out.contains("Pendiente de revisión manual"), "{out}");
         assert!(
-            out.contains("ej02 · calidad · Clean code y documentación (5.0 puntos, id «codigo»)"),
+            out.contains(
+                "Clean code y documentación («codigo», calidad) en ej01 (5.0), ej02 (5.0): Lee"
+            ),
             "{out}"
         );
         // Exercises 3–5 have no checks here: said, not graded as zero.

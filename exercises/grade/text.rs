@@ -270,14 +270,25 @@ fn pending_review(out: &mut dyn Write, scores: &[ExerciseScore], paint: Paint) -
         "{}",
         paint.bold("Pendiente de revisión manual (la hace el instructor; guía en rubric.md):")
     )?;
-    for (exercise, manual) in pending {
+    // One line per criterion, with the exercises it is pending in.
+    let mut seen: Vec<&str> = Vec::new();
+    for (_, manual) in &pending {
+        let id = manual.criterion.id;
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        let exercises: Vec<String> = pending
+            .iter()
+            .filter(|(_, other)| other.criterion.id == id)
+            .map(|(exercise, other)| format!("ej{exercise:02} ({})", points(other.value)))
+            .collect();
         writeln!(
             out,
-            "  ej{exercise:02} · {} · {} ({} puntos, id «{}»): {}",
-            manual.criterion.block.name(),
+            "  {} («{id}», {}) en {}: {}",
             manual.criterion.criterion,
-            points(manual.value),
-            manual.criterion.id,
+            manual.criterion.block.name(),
+            exercises.join(", "),
             manual.criterion.how
         )?;
     }
