@@ -29,7 +29,8 @@ pub enum Format {
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "grade",
-    about,
+    help_template = "{about}\n\nUso: {usage}\n\nOpciones:\n{options}{after-help}",
+    disable_help_flag = true,
     after_help = "Códigos de salida: 0 aprobado · 1 no aprobado · 2 error de uso · \
                   3 depende de lo pendiente (revisión manual o comprobaciones no hechas).\n\
                   Ejemplos:\n  \
@@ -91,6 +92,10 @@ pub struct Args {
     /// El comando que arranca el proyecto: así se comprueban el apagado y el reinicio.
     #[arg(long, value_name = "COMANDO", requires = "project")]
     pub command: Option<String>,
+
+    /// Muestra esta ayuda.
+    #[arg(short = 'h', long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
 }
 
 impl Args {
