@@ -547,4 +547,101 @@ mod tests {
         let scores = score::score_all(&results, &ManualReview::new());
         assert_eq!(scores[0].automatic_level(), Some(Level::Excelente));
     }
+
+    /// Answers when the server started by `--command` is up.
+    fn server_is_up(env: Env) -> CheckFuture {
+        Box::pin(async move {
+            let target = env.project.ok_or_else(|| Failure::new("sin proyecto"))?;
+            let url = format!("{}/health", target.base_url);
+            match reqwest::get(&url).await {
+                Ok(response) if response.status() == 200 => Ok(()),
+                other => Err(Failure::new(format!("no responde: {other:?}"))),
+            }
+        })
+    }
+
+    /// A process check runs after the grader stopped its server: nothing answers any more.
+    fn server_was_stopped(env: Env) -> CheckFuture {
+        Box::pin(async move {
+            let target = env.project.ok_or_else(|| Failure::new("sin proyecto"))?;
+            match reqwest::get(format!("{}/health", target.base_url)).await {
+                Err(error) if error.is_connect() => Ok(()),
+                other => Err(Failure::new(format!("aún responde: {other:?}"))),
+            }
+        })
+    }
+
+    #[test]
+    fn with_a_command_the_grader_starts_checks_and_stops_the_project_in_order() {
+        if std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            // Written straight to stderr: libtest would hide a println! of a passing test.
+            let _ = writeln!(
+                io::stderr(),
+                "omitida: hace falta python3 para servir un /health de prueba"
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("grade-command-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("health"), "ok").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let target = ProjectTarget {
+            base_url: format!("http://127.0.0.1:{port}"),
+            command: Some(format!(
+                "cd {} && exec python3 -m http.server {port} --bind 127.0.0.1",
+                dir.display()
+            )),
+            ..ProjectTarget::default()
+        };
+        let env = Env {
+            project: Some(Arc::new(target)),
+        };
+        let deployment = checks::ej06::DEPLOYMENT;
+        let selection = vec![
+            check(
+                6,
+                Block::Integracion,
+                deployment,
+                "se apaga",
+                server_was_stopped,
+            ),
+            check(6, Block::Nucleo, "Chat", "responde", server_is_up),
+            check(
+                6,
+                Block::Calidad,
+                "Errores",
+                "responde otra vez",
+                server_is_up,
+            ),
+        ];
+        let results = run_project(selection, &env, Plan::project(false), false).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let titles: Vec<&str> = results.iter().map(|(check, _)| check.title).collect();
+        assert_eq!(titles, ["se apaga", "responde", "responde otra vez"]);
+        for (check, outcome) in &results {
+            assert!(outcome.passed(), "{}: {:?}", check.title, outcome.result);
+        }
+    }
+
+    #[test]
+    fn a_command_that_does_not_start_is_an_error_not_a_grade() {
+        let target = ProjectTarget {
+            base_url: "http://127.0.0.1:9".into(),
+            command: Some("exit 3".into()),
+            ..ProjectTarget::default()
+        };
+        let env = Env {
+            project: Some(Arc::new(target)),
+        };
+        let selection = vec![check(6, Block::Nucleo, "Chat", "responde", server_is_up)];
+        let error = run_project(selection, &env, Plan::project(false), false).unwrap_err();
+        assert!(error.contains("no pude arrancar el proyecto"), "{error}");
+    }
 }
