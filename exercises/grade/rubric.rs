@@ -356,9 +356,14 @@ fn manuals() -> String {
         let exercises: Vec<String> = manual.exercises.iter().map(|n| n.to_string()).collect();
         let _ = writeln!(
             out,
-            "### {} (`{}`)\n\nEjercicios {} · bloque de {} · {} puntos.\n\n**Cómo:** {}\n",
+            "### {} (`{}`)\n\n{} {} · bloque de {} · {} puntos.\n\n**Cómo:** {}\n",
             manual.criterion,
             manual.id,
+            if exercises.len() == 1 {
+                "Ejercicio"
+            } else {
+                "Ejercicios"
+            },
             exercises.join(", "),
             manual.block.name(),
             points(manual.points),
