@@ -120,8 +120,9 @@ async fn login(
     // The limiter counts any username, known or not, so it cannot be used to probe accounts.
     // Keys are bounded in length so a client cannot make us store huge keys.
     let limiter_key: String = request.username.to_lowercase().chars().take(64).collect();
+    // The attempt is counted here, before the password is checked: see `LoginLimiter`.
     let limiter = &state.backends.login_limiter;
-    if let Some(wait) = limiter.blocked_for(&limiter_key).await? {
+    if let Some(wait) = limiter.attempt(&limiter_key).await? {
         return Err(ApiError::RateLimited(wait));
     }
     let record = match Username::parse(&request.username) {
@@ -131,7 +132,6 @@ async fn login(
     let stored_hash = record.as_ref().map(|record| record.password_hash.clone());
     let valid = passwords::verify(request.password, stored_hash).await;
     let Some(record) = record.filter(|_| valid) else {
-        limiter.record_failure(&limiter_key).await?;
         tracing::info!(user = %limiter_key, "login failed");
         return Err(ApiError::Unauthorized(
             "usuario o contraseña incorrectos".into(),

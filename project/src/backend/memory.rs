@@ -337,17 +337,8 @@ impl MemoryLoginLimiter {
 
 #[async_trait]
 impl LoginLimiter for MemoryLoginLimiter {
-    async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>> {
-        Ok(lock(&self.windows)
-            .get(username)
-            .and_then(|(failures, started)| {
-                (*failures >= LOGIN_MAX_FAILURES)
-                    .then(|| Self::remaining(*started))
-                    .flatten()
-            }))
-    }
-
-    async fn record_failure(&self, username: &str) -> StoreResult<()> {
+    async fn attempt(&self, username: &str) -> StoreResult<Option<Duration>> {
+        // One lock for the check and the count: two attempts cannot both see the same count.
         let mut windows = lock(&self.windows);
         // Forget closed windows so that guessing many usernames cannot grow the map forever.
         if windows.len() > 10_000 {
@@ -358,7 +349,17 @@ impl LoginLimiter for MemoryLoginLimiter {
         if Self::remaining(window.1).is_none() {
             *window = (0, now);
         }
+        if window.0 >= LOGIN_MAX_FAILURES {
+            return Ok(Self::remaining(window.1));
+        }
         window.0 += 1;
+        Ok(None)
+    }
+
+    async fn refund(&self, username: &str) -> StoreResult<()> {
+        if let Some((attempts, _)) = lock(&self.windows).get_mut(username) {
+            *attempts = attempts.saturating_sub(1);
+        }
         Ok(())
     }
 
@@ -485,18 +486,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn login_limiter_blocks_after_five_failures_until_the_window_ends() {
+    async fn login_limiter_blocks_after_five_attempts_until_the_window_ends() {
         let limiter = MemoryLoginLimiter::default();
         for _ in 0..4 {
-            limiter.record_failure("ana").await.unwrap();
+            assert_eq!(limiter.attempt("ana").await.unwrap(), None);
         }
-        assert_eq!(limiter.blocked_for("ana").await.unwrap(), None);
         tokio::time::advance(Duration::from_secs(20)).await;
-        limiter.record_failure("ana").await.unwrap();
-        let wait = limiter.blocked_for("ana").await.unwrap().unwrap();
+        assert_eq!(limiter.attempt("ana").await.unwrap(), None, "the 5th");
+        let wait = limiter.attempt("ana").await.unwrap().unwrap();
         assert_eq!(wait.as_secs(), 40);
+        // A refused attempt is not counted, and does not move the window.
         tokio::time::advance(Duration::from_secs(41)).await;
-        assert_eq!(limiter.blocked_for("ana").await.unwrap(), None);
+        assert_eq!(limiter.attempt("ana").await.unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refunded_attempt_frees_its_place() {
+        let limiter = MemoryLoginLimiter::default();
+        for _ in 0..5 {
+            limiter.attempt("ana").await.unwrap();
+        }
+        limiter.refund("ana").await.unwrap();
+        assert_eq!(limiter.attempt("ana").await.unwrap(), None);
+        assert!(limiter.attempt("ana").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -178,12 +178,21 @@ pub trait Fanout: Send + Sync {
     async fn publish(&self, event: RoomEvent) -> StoreResult<()>;
 }
 
-/// Failed logins per username, in a one-minute window that starts at the first failure.
+/// Login attempts per username, in a one-minute window that starts at the first one counted.
+///
+/// An attempt is counted *before* its password is checked, in one atomic step with the check of
+/// the limit: counting after the (slow, on purpose) Argon2 verification would let many guesses
+/// sent at once all see "fewer than 5 so far". A success resets the count, so what blocks is 5
+/// attempts in a row that did not succeed.
 #[async_trait]
 pub trait LoginLimiter: Send + Sync {
-    /// `Some(wait)` when the username has 5 or more failures in its current window.
-    async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>>;
-    async fn record_failure(&self, username: &str) -> StoreResult<()>;
+    /// Counts one attempt, unless the username already has [`LOGIN_MAX_FAILURES`] in its
+    /// current window: then nothing is counted and the answer is `Some(time left)`.
+    async fn attempt(&self, username: &str) -> StoreResult<Option<Duration>>;
+    /// Takes back an attempt whose password was never checked (no hashing slot was free): it
+    /// neither failed nor succeeded.
+    async fn refund(&self, username: &str) -> StoreResult<()>;
+    /// A successful login: the count starts again.
     async fn reset(&self, username: &str) -> StoreResult<()>;
 }
 

@@ -3,7 +3,7 @@
 //!
 //! One file per job, like the traits: `store` (users and rooms), `log` (history and the broadcast
 //! of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
-//! local hub) and `limiter` (failed logins). Every step that must not be
+//! local hub) and `limiter` (login attempts). Every step that must not be
 //! interleaved with another node's is one Lua script (the `*.lua` files beside this one): Redis
 //! runs a script from start to end without running anything else in between.
 //!
@@ -23,7 +23,7 @@
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
 //! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
 //! | `{p}:sessions:{user}` | sorted set | all the user's connection ids, joined or not, scored by expiry (ms) |
-//! | `{p}:login:{username}` | string | failed logins in the current window (expires with it) |
+//! | `{p}:login:{username}` | string | login attempts in the current window (expires with it) |
 //! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
 
 mod fanout;

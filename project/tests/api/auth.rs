@@ -481,6 +481,33 @@ async fn a_successful_login_resets_the_failure_count(app: TestApp) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }
 
+async fn parallel_wrong_guesses_cannot_get_past_the_failure_limit(app: TestApp) {
+    // Arrange: the count must be taken before the slow Argon2 check, or every guess sent at
+    // once sees "0 failures so far" and gets its own verification.
+    app.register("ana").await;
+    let guesses = (0..20).map(|_| app.login("ana", WRONG_PASSWORD));
+
+    // Act
+    let answers = futures_util::future::join_all(guesses).await;
+
+    // Assert
+    let verified = answers
+        .iter()
+        .filter(|answer| answer.status == StatusCode::UNAUTHORIZED)
+        .count();
+    for answer in answers
+        .iter()
+        .filter(|a| a.status != StatusCode::UNAUTHORIZED)
+    {
+        assert_rate_limited(answer);
+    }
+    assert!(
+        (1..=5).contains(&verified),
+        "at most 5 guesses are checked, {verified} were"
+    );
+    assert_rate_limited(&app.login("ana", PASSWORD).await);
+}
+
 async fn a_rate_limited_attempt_does_not_reset_the_block(app: TestApp) {
     // Arrange
     app.register("ana").await;
@@ -800,6 +827,7 @@ crate::on_both_backends!(
     four_failures_do_not_block_the_right_password,
     a_successful_login_resets_the_failure_count,
     a_rate_limited_attempt_does_not_reset_the_block,
+    parallel_wrong_guesses_cannot_get_past_the_failure_limit,
     a_valid_token_of_a_user_that_does_not_exist_is_unauthorized_at_me,
     the_bootstrapped_admin_logs_in_and_is_an_admin,
     registering_the_admin_username_is_a_conflict,

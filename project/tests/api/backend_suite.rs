@@ -381,34 +381,35 @@ async fn presence_counts_connections_per_user(node: &Node) {
     assert_eq!(presence.online(&room).await.unwrap(), ["zoe"]);
 }
 
-async fn the_login_limiter_blocks_at_five_failures_and_reset_clears_it(node: &Node) {
+async fn the_login_limiter_blocks_at_five_attempts_and_reset_clears_it(node: &Node) {
     let limiter = &node.backends.login_limiter;
-    for _ in 0..4 {
-        limiter.record_failure("ana").await.unwrap();
+    for n in 1..=5 {
+        assert_eq!(
+            limiter.attempt("ana").await.unwrap(),
+            None,
+            "attempt {n} is counted"
+        );
     }
-    assert_eq!(
-        limiter.blocked_for("ana").await.unwrap(),
-        None,
-        "4 failures are allowed"
-    );
-    limiter.record_failure("ana").await.unwrap();
     let wait = limiter
-        .blocked_for("ana")
+        .attempt("ana")
         .await
         .unwrap()
-        .expect("5 failures block");
+        .expect("a 6th attempt is refused");
     assert!(wait > Duration::ZERO && wait <= LOGIN_WINDOW, "{wait:?}");
     assert_eq!(
-        limiter.blocked_for("bea").await.unwrap(),
+        limiter.attempt("bea").await.unwrap(),
         None,
         "counted per username"
     );
 
+    // A refunded attempt frees one place, and only one.
+    limiter.refund("ana").await.unwrap();
+    assert_eq!(limiter.attempt("ana").await.unwrap(), None);
+    assert!(limiter.attempt("ana").await.unwrap().is_some());
+
     limiter.reset("ana").await.unwrap();
-    assert_eq!(limiter.blocked_for("ana").await.unwrap(), None);
-    limiter.record_failure("ana").await.unwrap();
     assert_eq!(
-        limiter.blocked_for("ana").await.unwrap(),
+        limiter.attempt("ana").await.unwrap(),
         None,
         "the count starts again"
     );
@@ -484,7 +485,7 @@ suite!(
     a_repeated_client_id_returns_the_original_and_stores_nothing,
     history_queries_follow_the_contract,
     presence_counts_connections_per_user,
-    the_login_limiter_blocks_at_five_failures_and_reset_clears_it,
+    the_login_limiter_blocks_at_five_attempts_and_reset_clears_it,
     published_events_reach_the_hub_skipping_the_named_user,
     appended_messages_reach_the_hub_in_id_order,
 );
@@ -701,7 +702,7 @@ async fn corrupt_data_in_redis_is_an_error_not_a_panic() {
     assert!(matches!(user, Err(StoreError::Corrupt(_))), "{user:?}");
     let rooms = node.backends.rooms.rooms().await;
     assert!(matches!(rooms, Err(StoreError::Corrupt(_))), "{rooms:?}");
-    let blocked = node.backends.login_limiter.blocked_for("ana").await;
+    let blocked = node.backends.login_limiter.attempt("ana").await;
     assert!(
         matches!(blocked, Err(StoreError::Corrupt(_))),
         "{blocked:?}"

@@ -1,4 +1,4 @@
-//! Failed logins per username, counted in Redis so that every node applies the same limit.
+//! Login attempts per username, counted in Redis so that every node applies the same limit.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -10,10 +10,10 @@ use redis::aio::ConnectionManager;
 use super::{Keys, store_error};
 use crate::backend::{LOGIN_MAX_FAILURES, LOGIN_WINDOW, LoginLimiter, StoreResult};
 
-static RECORD_FAILURE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("login_failure.lua")));
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("login_attempt.lua")));
+static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("login_refund.lua")));
 
-/// `{p}:login:{username}` counts the failures and expires when the window ends, so Redis
+/// `{p}:login:{username}` counts the attempts and expires when the window ends, so Redis
 /// forgets closed windows by itself.
 pub(super) struct RedisLoginLimiter {
     conn: ConnectionManager,
@@ -28,28 +28,28 @@ impl RedisLoginLimiter {
 
 #[async_trait]
 impl LoginLimiter for RedisLoginLimiter {
-    async fn blocked_for(&self, username: &str) -> StoreResult<Option<Duration>> {
-        let key = self.keys.login(username);
-        // The count and the time left, read together (one transaction, one round trip).
-        let (failures, left_ms): (Option<u64>, i64) = redis::pipe()
-            .atomic()
-            .get(&key)
-            .pttl(&key)
-            .query_async(&mut self.conn.clone())
+    async fn attempt(&self, username: &str) -> StoreResult<Option<Duration>> {
+        // A counter that is not a number comes back as a string, which does not convert into
+        // this pair: a type error, reported as corrupt data.
+        let (refused, value): (u8, i64) = ATTEMPT
+            .key(self.keys.login(username))
+            .arg(LOGIN_MAX_FAILURES)
+            .arg(LOGIN_WINDOW.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
-        if failures.unwrap_or(0) < LOGIN_MAX_FAILURES || left_ms <= 0 {
+        if refused == 0 {
             return Ok(None);
         }
         // Whole seconds, rounded up: `Retry-After` must not invite a retry that is refused.
-        let left_ms = left_ms.unsigned_abs();
-        Ok(Some(Duration::from_secs(left_ms.div_ceil(1000))))
+        Ok(Some(Duration::from_secs(
+            value.unsigned_abs().div_ceil(1000),
+        )))
     }
 
-    async fn record_failure(&self, username: &str) -> StoreResult<()> {
-        let _failures: u64 = RECORD_FAILURE
+    async fn refund(&self, username: &str) -> StoreResult<()> {
+        let _: i64 = REFUND
             .key(self.keys.login(username))
-            .arg(LOGIN_WINDOW.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)?;
