@@ -215,6 +215,8 @@ struct Broken {
     pace_after_burst: bool,
     /// `"private": true` in `POST /rooms` becomes `false`: every room is public.
     public_rooms_only: bool,
+    /// A 429 of `POST /auth/login` reaches the client as a plain 401: no visible login limit.
+    hide_login_limit: bool,
 }
 
 const INTACT: Broken = Broken {
@@ -227,6 +229,7 @@ const INTACT: Broken = Broken {
     drop_sse_event: None,
     pace_after_burst: false,
     public_rooms_only: false,
+    hide_login_limit: false,
 };
 
 struct Proxy {
@@ -296,7 +299,17 @@ async fn proxy_http(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
     let Ok(upstream) = upstream else {
         return StatusCode::BAD_GATEWAY.into_response();
     };
-    let mut builder = Response::builder().status(upstream.status().as_u16());
+    let status = upstream.status().as_u16();
+    if proxy.broken.hide_login_limit && path_and_query == "/auth/login" && status == 429 {
+        let body = r#"{"error":{"code":"unauthorized","message":"credenciales incorrectas"}}"#;
+        return (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    let mut builder = Response::builder().status(status);
     for (name, value) in upstream.headers() {
         let skip = ["transfer-encoding", "connection"].contains(&name.as_str())
             || proxy.broken.strip_response_header == Some(name.as_str());
@@ -671,6 +684,19 @@ fn a_server_without_private_rooms_loses_the_checks_that_use_them() {
         ej06_title("desconectado se envía por e-mail"),
     ];
     assert_broken("sin salas privadas", broken, &failing);
+}
+
+#[test]
+fn a_server_without_a_visible_login_limit_loses_that_check() {
+    let broken = Broken {
+        hide_login_limit: true,
+        ..INTACT
+    };
+    assert_broken(
+        "sin límite de login",
+        broken,
+        &[ej06_title("tras 5 fallos")],
+    );
 }
 
 /// The title of the one check of exercise 6 whose title contains `part`.

@@ -44,11 +44,11 @@ pub async fn accounts(env: Env) -> Result<(), Failure> {
     for (what, body) in [
         (
             "un nombre con mayúsculas y espacios",
-            json!({ "username": "No Vale", "password": PASSWORD, "email": "x@example.com" }),
+            json!({ "username": "No Vale", "password": PASSWORD, "email": format!("{}@example.com", username("x")) }),
         ),
         (
             "una contraseña de 7 caracteres",
-            json!({ "username": username("corta"), "password": "1234567", "email": "y@example.com" }),
+            json!({ "username": username("corta"), "password": "1234567", "email": format!("{}@example.com", username("y")) }),
         ),
         (
             "un e-mail sin @",

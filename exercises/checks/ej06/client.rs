@@ -392,6 +392,11 @@ impl Ws {
                 }
                 Err(failure) => {
                     let last: Vec<Value> = skipped.iter().rev().take(8).rev().cloned().collect();
+                    // Name what was awaited first: "esperaba {typing…}: no llegó ningún frame".
+                    let failure = Failure {
+                        what: format!("esperaba {what}: {}", failure.what),
+                        ..failure
+                    };
                     return Err(failure.expected(what.to_owned()).got(if last.is_empty() {
                         "nada".to_owned()
                     } else {
