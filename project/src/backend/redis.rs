@@ -3,7 +3,7 @@
 //!
 //! One file per job, like the traits: `store` (users and rooms), `log` (history and the broadcast
 //! of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
-//! local hub) and `limiter` (login attempts). Every step that must not be
+//! local hub) and `limiter` (failed logins). Every step that must not be
 //! interleaved with another node's is one Lua script (the `*.lua` files beside this one): Redis
 //! runs a script from start to end without running anything else in between.
 //!
@@ -23,7 +23,7 @@
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
 //! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
 //! | `{p}:sessions:{user}` | sorted set | all the user's connection ids, joined or not, scored by expiry (ms) |
-//! | `{p}:login:{username}` | string | login attempts in the current window (expires with it) |
+//! | `{p}:login:{username}` | string | failed logins in the current window (expires with it) |
 //! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
 
 mod fanout;
@@ -48,10 +48,15 @@ use crate::ws::hub::Hub;
 /// How long one command may wait for Redis before it fails as `Unavailable`. The library's
 /// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
 pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How many times a command retries connecting before it fails. The library's default (6, with
-/// a doubling wait) makes every request wait ~9 s while Redis is down; with 2 a request fails in
-/// well under a second, `/ready` says so at once, and the next request tries again.
-const CONNECT_RETRIES: usize = 2;
+/// How long one attempt to (re)connect may take. A connection to a frozen Redis is accepted by
+/// the kernel and then never answers its handshake; without this limit a reconnection (which
+/// every command waits for) could hang for the library's default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many times a reconnection retries before the commands waiting on it fail. The library's
+/// default (6, with a doubling wait) makes every request wait ~9 s while Redis is down; with 1
+/// a reconnection gives up within about `2 × CONNECT_TIMEOUT`, and the next command tries again.
+/// The manager never re-sends a command that timed out: it fails with the timeout.
+const CONNECT_RETRIES: usize = 1;
 
 /// Connects to Redis and builds every backend on it. `prefix` namespaces every key and channel
 /// (default "chat"; tests use a unique one per app so that apps can share a server, and two nodes
@@ -94,7 +99,8 @@ pub(crate) async fn connect(url: &str) -> StoreResult<(redis::Client, Connection
     let client = redis::Client::open(url).map_err(store_error)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_max_delay(Duration::from_millis(500))
         .set_number_of_retries(CONNECT_RETRIES);
     let conn = client
         .get_connection_manager_with_config(config)

@@ -209,6 +209,68 @@ async fn ready_answers_503_degraded_naming_redis_when_redis_is_down() {
 }
 
 #[tokio::test]
+async fn ready_answers_within_2_s_naming_redis_down_when_redis_is_frozen() {
+    // Arrange: a private Redis that this test freezes (`SIGSTOP`): connected sockets stay
+    // open and nothing answers, the worst case for a client without time limits.
+    let Some(redis) = private_redis() else {
+        return;
+    };
+    let mut config = test_config(Backend::Memory).await.unwrap();
+    config.redis_url = Some(redis.url.clone());
+    let app = spawn_app_with(config).await;
+    let token = app.admin_token().await;
+    assert_eq!(app.get("/ready", None).await.status, StatusCode::OK);
+
+    // Act
+    redis.pause();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), app.get("/ready", None))
+        .await
+        .expect("/ready must answer while Redis is frozen");
+    let took = started.elapsed();
+    let health = tokio::time::timeout(std::time::Duration::from_secs(2), app.get("/health", None))
+        .await
+        .expect("/health must answer while Redis is frozen");
+    let started = std::time::Instant::now();
+    let rooms = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        app.get("/rooms/general/messages", Some(&token)),
+    )
+    .await
+    .expect("a request that needs Redis must give up in time");
+    let rooms_took = started.elapsed();
+    redis.resume();
+
+    // Assert
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "/ready took {took:?}"
+    );
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.body["status"], "degraded", "{answer:?}");
+    assert_eq!(answer.body["checks"]["redis"], "down", "{answer:?}");
+    assert_eq!(health.status, StatusCode::OK);
+    assert_error(&rooms, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(
+        rooms_took < std::time::Duration::from_secs(8),
+        "a request on a frozen Redis took {rooms_took:?}"
+    );
+    // Once Redis thaws, the server is ready again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let answer = app.get("/ready", None).await;
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not ready: {answer:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 async fn unknown_routes_answer_a_json_404_not_found() {
     // Arrange
     let app = spawn_app(Backend::Memory).await.unwrap();

@@ -71,6 +71,8 @@ pub fn unique_prefix() -> String {
 pub struct RedisServer {
     wrapper: Child,
     port: u16,
+    /// The `redis-server` process itself (not the wrapper), for [`Self::pause`].
+    pid: u32,
     pub url: String,
 }
 
@@ -106,12 +108,38 @@ impl RedisServer {
             .spawn()
             .ok()?;
         // From here on, dropping `server` stops whatever started.
-        let server = Self {
+        let mut server = Self {
             wrapper,
             port,
+            pid: 0,
             url: format!("redis://127.0.0.1:{port}/"),
         };
-        wait_until_ours(port, &dir).then_some(server)
+        if !wait_until_ours(port, &dir) {
+            return None;
+        }
+        server.pid = process_id(port)?;
+        Some(server)
+    }
+
+    /// Freezes the server (`SIGSTOP`): it keeps its port and its connections but answers
+    /// nothing, as a Redis stuck on a slow disk or a full machine would. [`Self::resume`] (or
+    /// dropping the server) thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a server frozen by [`Self::pause`] (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("kill could not run");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid);
     }
 
     /// Stops the server and starts an empty one on the same port, as a Redis restart without
@@ -128,8 +156,19 @@ impl RedisServer {
     }
 
     fn stop(&mut self) {
-        // Closing the wrapper's stdin is its signal to stop the server.
-        drop(self.wrapper.stdin.take());
+        // Closing the wrapper's stdin is its signal to stop the server; it is taken once, so a
+        // second call (after `restart`, then on drop) does nothing.
+        let Some(stdin) = self.wrapper.stdin.take() else {
+            return;
+        };
+        // A frozen server would never act on the wrapper's SIGTERM.
+        if self.pid > 0 {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(self.pid.to_string())
+                .status();
+        }
+        drop(stdin);
         let _ = self.wrapper.wait();
     }
 }
@@ -157,6 +196,26 @@ fn wait_until_ours(port: u16, dir: &Path) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Asks the server on `port` for its process id (`INFO server`), speaking raw RESP.
+fn process_id(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(line) = text.lines().find(|line| line.starts_with("process_id:")) {
+            // A line is complete once a later line exists.
+            if text.contains(&format!("{line}\r\n")) {
+                return line["process_id:".len()..].trim().parse().ok();
+            }
+        }
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
+        reply.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// Asks the server on `port` for its `dir` setting, speaking raw RESP.
