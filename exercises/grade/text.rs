@@ -398,3 +398,34 @@ pub fn next(out: &mut dyn Write, score: &ExerciseScore, paint: Paint) -> io::Res
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_have_one_decimal_and_never_a_negative_zero() {
+        assert_eq!(points(12.345), "12.3");
+        assert_eq!(points(-0.01), "0.0");
+        assert_eq!(points(100.0), "100.0");
+        assert_eq!(points(2500.0 / 85.0), "29.4");
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        assert_eq!(Paint { color: false }.bad("✘"), "✘");
+        assert_eq!(Paint { color: true }.bad("✘"), "\x1b[31m✘\x1b[0m");
+    }
+
+    #[test]
+    fn failures_are_indented_line_by_line() {
+        let failure = Failure::new("no llegó")
+            .expected("joined")
+            .hint("mira la Pista 2");
+        let text = indent(&failure_text(&failure), 4);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|line| line.starts_with("    ")));
+        assert!(lines[2].contains("siguiente paso:  mira la Pista 2"));
+    }
+}
