@@ -5,6 +5,12 @@
 //! order in which this loop writes: a `joined` answer is written before any live message of that
 //! room (those wait in the bounded queue meanwhile, and the ones the history already contained
 //! are skipped by id).
+//!
+//! Frames are answered in order (contract 1.1). The answer to a `send` is the sender's own copy
+//! of the broadcast, which reaches the queue like everyone else's (through Redis, later than the
+//! append returns): the loop forwards the queue until that copy is written before it reads the
+//! next frame. Writing the copy directly instead would overtake another node's messages with
+//! lower ids that are still on their way, and the id filter would then drop them.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -35,6 +41,10 @@ pub const FRAME_BURST: u32 = 40;
 const JOIN_HISTORY: usize = 50;
 /// Most messages sent with `joined` when the client gives `since`.
 const RECOVERY_HISTORY: usize = 1000;
+/// Longest a sender waits for its own message to come back through the fan-out. Only a broken
+/// fan-out takes this long: then the connection closes with 1013 and the client recovers with
+/// `since`, which finds the message in the history.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Close codes of the contract.
 mod close {
@@ -59,7 +69,15 @@ struct Connection {
     /// Rooms joined → the highest message id already sent to the client for that room.
     joined: HashMap<RoomId, u64>,
     subscriber: Subscriber,
+    /// The room events queued for this connection (the receiving end of `subscriber.queue`).
+    events: mpsc::Receiver<Arc<RoomEvent>>,
     limiter: DefaultDirectRateLimiter,
+}
+
+/// A stored message the sender must see before its next frame is answered.
+struct Echo {
+    room: RoomId,
+    id: u64,
 }
 
 /// Serves one upgraded connection until it closes, then cleans up its rooms and presence.
@@ -68,7 +86,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     let _gauge = crate::metrics::ConnectionGauge::open();
     // Counted in the dashboard's `connections` while this function runs.
     let _counted = state.dashboard.connection_opened();
-    let (queue, mut events) = mpsc::channel(OUTBOUND_QUEUE);
+    let (queue, events) = mpsc::channel(OUTBOUND_QUEUE);
     let overflow = CancellationToken::new();
     let subscriber = Subscriber {
         user: user.username.as_str().into(),
@@ -81,6 +99,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
         id: ConnId::new_v4(),
         joined: HashMap::new(),
         subscriber,
+        events,
         limiter: RateLimiter::direct(quota),
         user,
         state,
@@ -103,7 +122,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
                     last_heard = Instant::now();
                     connection.on_incoming(&mut socket, incoming).await
                 }
-                Some(event) = events.recv() => connection.forward(&mut socket, &event).await,
+                Some(event) = connection.events.recv() => connection.forward(&mut socket, &event).await,
                 _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
                 // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
                 _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
@@ -206,18 +225,46 @@ impl Connection {
             Err(error) => Err(error),
         };
         match answer {
-            Ok(()) => Ok(()),
+            Ok(None) => Ok(()),
+            Ok(Some(echo)) => self.forward_until(socket, &echo).await,
             Err(error) => send_text(socket, error.to_frame()).await,
         }
     }
 
-    /// Runs one valid frame. `Ok(Err(_))`-style errors become `error` frames; transport
-    /// failures while answering are logged and left for the next read to notice.
+    /// Forwards queued room events until the sender's own copy of `echo` has been written (or
+    /// the room is no longer joined: access was revoked meanwhile). Events queued before it are
+    /// written first, in order, so nothing with a lower id is skipped.
+    async fn forward_until(&mut self, socket: &mut WebSocket, echo: &Echo) -> Result<(), Exit> {
+        let deadline = Instant::now() + ECHO_TIMEOUT;
+        while self
+            .joined
+            .get(&echo.room)
+            .is_some_and(|sent_up_to| *sent_up_to < echo.id)
+        {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => self.forward(socket, &event).await?,
+                // The queue cannot close while this connection holds a sender of its own.
+                Ok(None) => return Err(Exit::Gone),
+                Err(_) => {
+                    tracing::warn!(room = %echo.room, id = echo.id, "a sent message did not come back through the fan-out");
+                    return Err(Exit::Close(
+                        close::TRY_AGAIN_LATER,
+                        "reconecta y únete con since para recuperar lo perdido",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one valid frame. Errors become `error` frames; transport failures while answering
+    /// are left for the next read to notice. A stored `send` returns the [`Echo`] the client
+    /// must get before anything else is answered.
     async fn handle(
         &mut self,
         socket: &mut WebSocket,
         frame: ClientFrame,
-    ) -> Result<(), FrameError> {
+    ) -> Result<Option<Echo>, FrameError> {
         match frame {
             ClientFrame::Join { room, since } => self.join(socket, &room, since).await,
             ClientFrame::Leave { room } => self.leave(socket, &room).await,
@@ -225,13 +272,16 @@ impl Connection {
                 room,
                 text,
                 client_id,
-            } => self.send_message(socket, &room, text, client_id).await,
+            } => {
+                return self.send_message(socket, &room, text, client_id).await;
+            }
             ClientFrame::Typing { room } => self.typing(&room).await,
             ClientFrame::Ping => {
                 let _ = send_text(socket, protocol::to_json(&ServerFrame::Pong)).await;
                 Ok(())
             }
         }
+        .map(|()| None)
     }
 
     async fn join(
@@ -341,12 +391,13 @@ impl Connection {
         room: &str,
         text: String,
         client_id: Option<String>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<Option<Echo>, FrameError> {
         let room_id = self.joined_room(room)?;
         self.check_still_allowed(&room_id).await?;
         protocol::check_text(&text)?;
         // Only a text with an `@` can mention someone: keep it for the mention logic.
         let mentions = text.contains('@').then(|| (room_id.clone(), text.clone()));
+        let draft_room = room_id.clone();
         let draft = Draft {
             room: room_id,
             user: self.user.username.clone(),
@@ -364,6 +415,7 @@ impl Connection {
         if appended.duplicate {
             // A retry of a send we already stored: answer the sender alone with the original.
             let _ = send_text(socket, appended.frame.json).await;
+            Ok(None)
         } else {
             crate::metrics::message_stored();
             self.state.activity.record(Activity::message(
@@ -378,8 +430,11 @@ impl Connection {
                     .jobs
                     .message_sent(room_id, appended.frame.id, author, text);
             }
+            Ok(Some(Echo {
+                room: draft_room,
+                id: appended.frame.id,
+            }))
         }
-        Ok(())
     }
     // ANCHOR_END: send_message
 

@@ -168,3 +168,68 @@ async fn a_room_created_on_one_node_is_listed_and_usable_on_the_other() {
     assert!(ids.contains(&"proyecto"), "B lists {ids:?}");
     assert_eq!(joined["room"], "proyecto");
 }
+
+#[tokio::test]
+async fn a_senders_echo_comes_before_left_and_no_message_of_the_other_node_in_flight_is_lost() {
+    // Arrange: ana on A, bea on B, both in general.
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let ana_token = a.signup("ana").await;
+    let mut ana = a.ws(&ana_token).await;
+    let mut bea = b.connected("bea").await;
+    ana.join("general").await;
+    bea.join("general").await;
+    assert_eq!(ana.recv().await["type"], "presence");
+    let mut seen: Vec<u64> = Vec::new();
+
+    for round in 0..5 {
+        // Act: bea's messages are in flight through Redis while ana sends and leaves at once.
+        for i in 0..5 {
+            bea.send_json(
+                json!({ "type": "send", "room": "general", "text": format!("bea {round} {i}") }),
+            )
+            .await;
+        }
+        let text = format!("ana {round}");
+        ana.send_together(&[
+            json!({ "type": "send", "room": "general", "text": text }),
+            json!({ "type": "leave", "room": "general" }),
+        ])
+        .await;
+        let mut before_left = Vec::new();
+        loop {
+            let frame = ana.recv().await;
+            if frame["type"] == "left" {
+                break;
+            }
+            assert_eq!(frame["type"], "message", "round {round}: {frame}");
+            before_left.push(frame);
+        }
+
+        // Assert: the echo came before `left`, and every message stored before it reached ana.
+        let echo = before_left
+            .iter()
+            .find(|frame| frame["text"] == text.as_str())
+            .unwrap_or_else(|| panic!("round {round}: no echo before `left`: {before_left:?}"))
+            .clone();
+        seen.extend(ids_of(&before_left));
+        let rejoined = ana.join_since("general", id_of(&echo)).await;
+        seen.extend(ids_of(rejoined["history"].as_array().unwrap()));
+        let mut pending = 5;
+        while pending > 0 {
+            if bea.recv_type("message").await["user"] == "bea" {
+                pending -= 1;
+            }
+        }
+    }
+    let rejoined = ana.join_since("general", *seen.iter().max().unwrap()).await;
+    seen.extend(ids_of(rejoined["history"].as_array().unwrap()));
+    let stored = ids_of(&a.history(&ana_token, "general").await);
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen, stored,
+        "ana missed messages stored while she was in the room"
+    );
+}

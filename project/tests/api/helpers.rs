@@ -256,6 +256,18 @@ impl WsClient {
             .unwrap();
     }
 
+    /// Sends these frames in one write, so that the server finds them all in its buffer at once
+    /// (a race between answering one and reading the next shows up every time).
+    pub async fn send_together(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.stream
+                .feed(Message::text(frame.to_string()))
+                .await
+                .unwrap();
+        }
+        self.stream.flush().await.unwrap();
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.stream.send(message).await.unwrap();
     }

@@ -314,6 +314,38 @@ async fn no_live_message_reaches_a_connection_before_its_joined_nor_goes_missing
 }
 
 // ----------------------------------------------------------------------------------------------
+// answers in order (1.1)
+// ----------------------------------------------------------------------------------------------
+
+async fn a_send_followed_at_once_by_a_leave_answers_the_echo_then_left(app: TestApp) {
+    // Arrange
+    let mut ana = app.connected("ana").await;
+
+    for round in 0..10 {
+        ana.join("general").await;
+        let text = format!("me voy {round}");
+
+        // Act: both frames leave together, before any answer comes back.
+        ana.send_together(&[
+            json!({ "type": "send", "room": "general", "text": text }),
+            json!({ "type": "leave", "room": "general" }),
+        ])
+        .await;
+        let first = ana.recv().await;
+
+        // Assert: the answer to the send (its echo) comes before the answer to the leave.
+        assert_eq!(first["type"], "message", "round {round}: got {first} first");
+        assert_eq!(first["text"], text.as_str(), "round {round}");
+        let second = ana.recv().await;
+        assert_eq!(
+            second,
+            json!({ "type": "left", "room": "general" }),
+            "round {round}"
+        );
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
 // rate limit
 // ----------------------------------------------------------------------------------------------
 
@@ -864,6 +896,7 @@ crate::on_both_backends!(
     a_rejoin_with_since_over_1000_missed_messages_is_truncated_to_the_first_1000,
     a_rejoin_with_since_gets_its_history_even_when_the_messages_are_large,
     no_live_message_reaches_a_connection_before_its_joined_nor_goes_missing_after,
+    a_send_followed_at_once_by_a_leave_answers_the_echo_then_left,
     a_burst_of_40_frames_is_accepted_and_the_next_ones_are_rate_limited_and_not_stored,
     every_frame_counts_against_the_rate_limit_even_invalid_ones,
     a_message_over_64_kib_closes_the_connection_with_1009,
