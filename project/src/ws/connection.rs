@@ -24,12 +24,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Subscriber;
-use super::protocol::{self, ClientFrame, ErrorCode, FrameError, PresenceStatus, ServerFrame};
+use super::protocol::{
+    self, ClientFrame, ErrorCode, ErrorContext, FrameError, PresenceStatus, ServerFrame,
+};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
 use crate::dashboard::activity::Activity;
-use crate::domain::{RoomId, now_rfc3339};
+use crate::domain::{Room, RoomId, now_rfc3339};
 
 /// Frames a connection's outbound queue holds before it counts as a slow consumer.
 pub const OUTBOUND_QUEUE: usize = 256;
@@ -208,18 +210,22 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
             Message::Close(_) => return Err(Exit::Gone),
         };
-        // Every data frame counts against the rate limit, valid or not.
+        // Parsed first only to know what an error frame must repeat (`room`, `client_id`).
+        let (frame, context) = match text {
+            Some(text) => protocol::parse_with_context(&text),
+            None => (
+                Err(FrameError::invalid("solo se aceptan frames de texto JSON")),
+                ErrorContext::default(),
+            ),
+        };
+        // The first check: every data frame counts against the rate limit, valid or not.
         if self.limiter.check().is_err() {
             let error = FrameError::new(
                 ErrorCode::RateLimited,
                 "demasiados frames: máximo 20 por segundo",
             );
-            return send_text(socket, error.to_frame()).await;
+            return send_text(socket, error.to_frame(&context)).await;
         }
-        let frame = match text {
-            Some(text) => protocol::parse(&text),
-            None => Err(FrameError::invalid("solo se aceptan frames de texto JSON")),
-        };
         let answer = match frame {
             Ok(frame) => self.handle(socket, frame).await,
             Err(error) => Err(error),
@@ -227,7 +233,7 @@ impl Connection {
         match answer {
             Ok(None) => Ok(()),
             Ok(Some(echo)) => self.forward_until(socket, &echo).await,
-            Err(error) => send_text(socket, error.to_frame()).await,
+            Err(error) => send_text(socket, error.to_frame(&context)).await,
         }
     }
 
@@ -392,8 +398,7 @@ impl Connection {
         text: String,
         client_id: Option<String>,
     ) -> Result<Option<Echo>, FrameError> {
-        let room_id = self.joined_room(room)?;
-        self.check_still_allowed(&room_id).await?;
+        let room_id = self.room_in_use(room).await?;
         protocol::check_text(&text)?;
         // Only a text with an `@` can mention someone: keep it for the mention logic.
         let mentions = text.contains('@').then(|| (room_id.clone(), text.clone()));
@@ -439,8 +444,7 @@ impl Connection {
     // ANCHOR_END: send_message
 
     async fn typing(&mut self, room: &str) -> Result<(), FrameError> {
-        let room_id = self.joined_room(room)?;
-        self.check_still_allowed(&room_id).await?;
+        let room_id = self.room_in_use(room).await?;
         let frame = protocol::to_json(&ServerFrame::Typing {
             room: room_id.as_str(),
             user: &self.user.username,
@@ -491,16 +495,8 @@ impl Connection {
 
     /// The room id if the room exists and the user may join it (`not_found`, `not_member`).
     async fn room_the_user_may_use(&self, room: &str) -> Result<RoomId, FrameError> {
-        let not_found =
-            || FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"));
-        let room_id = RoomId::parse(room).map_err(|_| not_found())?;
+        let (room_id, stored) = self.existing_room(room).await?;
         let backends = &self.state.backends;
-        let stored = backends
-            .rooms
-            .room(&room_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(not_found)?;
         if stored.private
             && !backends
                 .rooms
@@ -514,6 +510,22 @@ impl Connection {
             ));
         }
         Ok(room_id)
+    }
+
+    /// The room's id and record, or `not_found` (an id that is not a slug names no room).
+    async fn existing_room(&self, room: &str) -> Result<(RoomId, Room), FrameError> {
+        let not_found =
+            || FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"));
+        let room_id = RoomId::parse(room).map_err(|_| not_found())?;
+        let stored = self
+            .state
+            .backends
+            .rooms
+            .room(&room_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        Ok((room_id, stored))
     }
 
     /// The id of a room this connection has joined, or `not_member`.
@@ -530,24 +542,34 @@ impl Connection {
     }
 
     // ANCHOR: check_still_allowed
+    /// The room of a `send` or `typing`, checked in the contract's order: it exists
+    /// (`not_found`), then this connection joined it and may still use it (`not_member`).
     /// Authorization is checked on every frame, not only at join: a user who lost access to a
     /// private room is taken out of it.
-    async fn check_still_allowed(&mut self, room_id: &RoomId) -> Result<(), FrameError> {
-        let backends = &self.state.backends;
-        let room = backends.rooms.room(room_id).await.map_err(unavailable)?;
-        let allowed = match room {
-            Some(room) if room.private => backends
-                .rooms
-                .is_member(room_id, &self.user.username)
-                .await
-                .map_err(unavailable)?,
-            Some(_) => true,
-            None => false,
+    async fn room_in_use(&mut self, room: &str) -> Result<RoomId, FrameError> {
+        let (room_id, stored) = match self.existing_room(room).await {
+            Ok(found) => found,
+            Err(error) => {
+                // A joined room that vanished (a Redis emptied): stop delivering it.
+                if let (ErrorCode::NotFound, Ok(room_id)) = (error.code, self.joined_room(room)) {
+                    self.leave_room(&room_id).await;
+                }
+                return Err(error);
+            }
         };
+        let room_id = self.joined_room(room_id.as_str())?;
+        let allowed = !stored.private
+            || self
+                .state
+                .backends
+                .rooms
+                .is_member(&room_id, &self.user.username)
+                .await
+                .map_err(unavailable)?;
         if allowed {
-            return Ok(());
+            return Ok(room_id);
         }
-        self.leave_room(room_id).await;
+        self.leave_room(&room_id).await;
         Err(FrameError::new(
             ErrorCode::NotMember,
             "ya no tienes acceso a esta sala",

@@ -60,6 +60,27 @@ pub struct FrameError {
     pub message: String,
 }
 
+/// What an `error` frame repeats of the frame that caused it: its `room` and `client_id`, when
+/// they were strings there (contract 1.1), so that a client knows which send failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorContext {
+    pub room: Option<String>,
+    pub client_id: Option<String>,
+}
+
+impl ErrorContext {
+    fn of(object: &serde_json::Map<String, Value>) -> Self {
+        let string = |field: &str| match object.get(field) {
+            Some(Value::String(value)) => Some(value.clone()),
+            _ => None,
+        };
+        Self {
+            room: string("room"),
+            client_id: string("client_id"),
+        }
+    }
+}
+
 impl FrameError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
@@ -72,11 +93,13 @@ impl FrameError {
         Self::new(ErrorCode::InvalidFrame, message)
     }
 
-    /// The JSON of the `error` frame.
-    pub fn to_frame(&self) -> String {
+    /// The JSON of the `error` frame, repeating what `context` kept of the frame.
+    pub fn to_frame(&self, context: &ErrorContext) -> String {
         to_json(&ServerFrame::Error {
             code: self.code,
             message: &self.message,
+            room: context.room.as_deref(),
+            client_id: context.client_id.as_deref(),
         })
     }
 }
@@ -84,8 +107,24 @@ impl FrameError {
 /// Parses a text frame. The order of the checks decides the error code: JSON, object, `type`,
 /// known type, then the fields of that type.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|_| FrameError::invalid("el frame no es JSON válido"))?;
+    parse_with_context(text).0
+}
+
+/// [`parse`], plus what an error frame about this frame must repeat (even when the frame is
+/// refused: a `send` with a bad `text` still names its room and `client_id`).
+pub fn parse_with_context(text: &str) -> (Result<ClientFrame, FrameError>, ErrorContext) {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        let error = FrameError::invalid("el frame no es JSON válido");
+        return (Err(error), ErrorContext::default());
+    };
+    let context = match &value {
+        Value::Object(object) => ErrorContext::of(object),
+        _ => ErrorContext::default(),
+    };
+    (check_shape(value), context)
+}
+
+fn check_shape(value: Value) -> Result<ClientFrame, FrameError> {
     let Value::Object(object) = &value else {
         return Err(FrameError::invalid("el frame debe ser un objeto JSON"));
     };
@@ -116,9 +155,10 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     Ok(frame)
 }
 
-/// Checks a message text: not blank, at most [`MAX_TEXT_CHARS`] code points.
+/// Checks a message text: something visible (see [`crate::domain::has_visible_text`]), at most
+/// [`MAX_TEXT_CHARS`] code points.
 pub fn check_text(text: &str) -> Result<(), FrameError> {
-    if text.trim().is_empty() {
+    if !crate::domain::has_visible_text(text) {
         return Err(FrameError::new(
             ErrorCode::EmptyText,
             "el mensaje está vacío",
@@ -154,6 +194,10 @@ pub enum ServerFrame<'a> {
     Error {
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
     },
 }
 
@@ -245,6 +289,18 @@ mod tests {
         let frame =
             format!(r#"{{"type":"send","room":"general","text":"a","client_id":"{long_id}"}}"#);
         assert_eq!(code_of(&frame), ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn error_frames_repeat_room_and_client_id_only_when_they_are_strings() {
+        let (frame, context) =
+            parse_with_context(r#"{"type":"send","room":"general","text":3,"client_id":"c1"}"#);
+        let error: Value = serde_json::from_str(&frame.unwrap_err().to_frame(&context)).unwrap();
+        assert_eq!(error["code"], "invalid_frame");
+        assert_eq!((&error["room"], &error["client_id"]), (&Value::from("general"), &Value::from("c1")));
+        let (frame, context) = parse_with_context(r#"{"type":"send","room":1,"client_id":null}"#);
+        let error: Value = serde_json::from_str(&frame.unwrap_err().to_frame(&context)).unwrap();
+        assert!(error.get("room").is_none() && error.get("client_id").is_none(), "{error}");
     }
 
     #[test]

@@ -435,6 +435,38 @@ async fn a_burst_of_40_frames_is_accepted_and_the_next_ones_are_rate_limited_and
     assert_eq!((later.stored.len(), later.rate_limited), (20, 0));
 }
 
+async fn each_rate_limited_frame_gets_an_error_with_its_own_room_and_client_id(app: TestApp) {
+    // Arrange
+    let token = app.signup("ana").await;
+    let mut ana = app.ws(&token).await;
+    ana.join("general").await;
+    let client_ids: Vec<String> = (0..80).map(|i| format!("c-{i}")).collect();
+    let frames: Vec<Value> = client_ids
+        .iter()
+        .map(|id| json!({ "type": "send", "room": "general", "text": id, "client_id": id }))
+        .collect();
+
+    // Act
+    ana.send_together(&frames).await;
+    let (mut answered, mut refused) = (Vec::new(), 0);
+    while answered.len() < frames.len() {
+        let frame = ana.recv().await;
+        match (frame["type"].as_str(), frame["code"].as_str()) {
+            (Some("message"), _) => {}
+            (Some("error"), Some("rate_limited")) => {
+                assert_eq!(frame["room"], "general", "{frame}");
+                refused += 1;
+            }
+            _ => panic!("unexpected answer {frame}"),
+        }
+        answered.push(frame["client_id"].as_str().unwrap().to_owned());
+    }
+
+    // Assert: every frame was answered once, in order, by its echo or by its own error.
+    assert!(refused > 0, "no frame was rate limited");
+    assert_eq!(answered, client_ids);
+}
+
 async fn every_frame_counts_against_the_rate_limit_even_invalid_ones(app: TestApp) {
     // Arrange: the join and 39 invalid frames use up the burst.
     let token = app.signup("ana").await;
@@ -899,6 +931,7 @@ crate::on_both_backends!(
     a_send_followed_at_once_by_a_leave_answers_the_echo_then_left,
     a_burst_of_40_frames_is_accepted_and_the_next_ones_are_rate_limited_and_not_stored,
     every_frame_counts_against_the_rate_limit_even_invalid_ones,
+    each_rate_limited_frame_gets_an_error_with_its_own_room_and_client_id,
     a_message_over_64_kib_closes_the_connection_with_1009,
     a_message_over_64_kib_in_fragments_closes_the_connection_with_1009,
     fragments_within_64_kib_are_reassembled_into_one_frame,

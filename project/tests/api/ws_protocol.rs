@@ -505,17 +505,170 @@ async fn send_typing_and_leave_for_a_room_not_joined_are_not_member(app: TestApp
     );
     room.bea.join("otra").await;
 
-    for target in ["otra", "no-existe"] {
+    for frame in [
+        json!({ "type": "send", "room": "otra", "text": "hola" }),
+        json!({ "type": "typing", "room": "otra" }),
+        json!({ "type": "leave", "room": "otra" }),
+    ] {
+        // Act + Assert
+        room.assert_refused(&app, text(frame), "not_member").await;
+    }
+    assert!(app.history(&room.token, "otra").await.is_empty());
+    room.assert_bea_got_nothing_else().await;
+}
+
+async fn send_and_typing_to_a_room_that_does_not_exist_are_not_found_but_leave_is_not_member(
+    app: TestApp,
+) {
+    // Arrange
+    let mut room = two_members_in_general(&app).await;
+
+    for target in ["no-existe", "No Es Un Slug", ""] {
         for frame in [
             json!({ "type": "send", "room": target, "text": "hola" }),
             json!({ "type": "typing", "room": target }),
-            json!({ "type": "leave", "room": target }),
         ] {
             // Act + Assert
-            room.assert_refused(&app, text(frame), "not_member").await;
+            room.assert_refused(&app, text(frame), "not_found").await;
         }
+        // Leaving a room that does not exist is leaving a room not joined.
+        let leave = json!({ "type": "leave", "room": target });
+        room.assert_refused(&app, text(leave), "not_member").await;
     }
-    assert!(app.history(&room.token, "otra").await.is_empty());
+    room.assert_bea_got_nothing_else().await;
+}
+
+async fn a_frame_is_checked_for_shape_then_existence_then_membership_then_content(app: TestApp) {
+    // Arrange: `otra` exists and ana has not joined it; `secreta` is private and not hers.
+    let mut room = two_members_in_general(&app).await;
+    let bea_token = app.signup("carl").await;
+    for (id, private) in [("otra", false), ("secreta", true)] {
+        let created = app.create_room(&bea_token, id, private).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    }
+    let cases = [
+        // The shape comes before the room's existence…
+        (
+            json!({ "type": "send", "room": "no-existe", "text": 5 }),
+            "invalid_frame",
+        ),
+        (
+            json!({ "type": "typing", "room": "no-existe", "extra": [] }),
+            "not_found",
+        ),
+        // …existence before membership and content…
+        (
+            json!({ "type": "send", "room": "no-existe", "text": "" }),
+            "not_found",
+        ),
+        (
+            json!({ "type": "send", "room": "no-existe", "text": "x".repeat(4001) }),
+            "not_found",
+        ),
+        // …and membership before content.
+        (
+            json!({ "type": "send", "room": "otra", "text": "" }),
+            "not_member",
+        ),
+        (
+            json!({ "type": "send", "room": "secreta", "text": " " }),
+            "not_member",
+        ),
+        (
+            json!({ "type": "send", "room": "secreta", "text": "x".repeat(4001) }),
+            "not_member",
+        ),
+        (
+            json!({ "type": "send", "room": "general", "text": "" }),
+            "empty_text",
+        ),
+    ];
+
+    for (frame, code) in cases {
+        // Act + Assert
+        room.assert_refused(&app, text(frame), code).await;
+    }
+    room.assert_bea_got_nothing_else().await;
+}
+
+/// The `room` and `client_id` an error frame carries (`None` when absent).
+type Repeated<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn repeated(error: &Value) -> Repeated<'_> {
+    (error["room"].as_str(), error["client_id"].as_str())
+}
+
+async fn error_frames_repeat_the_room_and_client_id_of_the_frame_that_caused_them(app: TestApp) {
+    // Arrange
+    let mut room = two_members_in_general(&app).await;
+    let cases: [(Message, &str, Repeated<'_>); 10] = [
+        (
+            text(json!({ "type": "send", "room": "general", "text": " ", "client_id": "c-1" })),
+            "empty_text",
+            (Some("general"), Some("c-1")),
+        ),
+        (
+            text(
+                json!({ "type": "send", "room": "no-existe", "text": "hola", "client_id": "c-2" }),
+            ),
+            "not_found",
+            (Some("no-existe"), Some("c-2")),
+        ),
+        (
+            text(json!({ "type": "send", "room": "general", "text": 3, "client_id": "c-3" })),
+            "invalid_frame",
+            (Some("general"), Some("c-3")),
+        ),
+        (
+            text(json!({ "type": "send", "room": "general", "text": "hola", "client_id": "" })),
+            "invalid_frame",
+            (Some("general"), Some("")),
+        ),
+        (
+            text(json!({ "type": "send", "room": 5, "text": "hola", "client_id": 7 })),
+            "invalid_frame",
+            (None, None),
+        ),
+        (
+            text(json!({ "type": "dance", "room": "general", "client_id": "c-4" })),
+            "unknown_type",
+            (Some("general"), Some("c-4")),
+        ),
+        (
+            text(json!({ "type": "leave", "room": "otra" })),
+            "not_member",
+            (Some("otra"), None),
+        ),
+        (
+            text(json!({ "type": "join", "room": "No Es Un Slug" })),
+            "not_found",
+            (Some("No Es Un Slug"), None),
+        ),
+        (
+            Message::text("{\"room\":\"general\""),
+            "invalid_frame",
+            (None, None),
+        ),
+        (
+            Message::binary(send_general("en binario").to_string().into_bytes()),
+            "invalid_frame",
+            (None, None),
+        ),
+    ];
+
+    for (frame, code, expected) in cases {
+        // Act
+        let shown = format!("{frame:?}");
+        room.ana.send_raw(frame).await;
+        let error = room.ana.recv().await;
+
+        // Assert
+        assert_eq!(error["type"], "error", "{shown}: {error}");
+        assert_eq!(error["code"], code, "{shown}: {error}");
+        assert!(error["message"].is_string(), "{shown}: {error}");
+        assert_eq!(repeated(&error), expected, "{shown}: {error}");
+    }
+    room.ana.assert_usable().await;
     room.assert_bea_got_nothing_else().await;
 }
 
@@ -579,6 +732,9 @@ crate::on_both_backends!(
     a_binary_frame_is_invalid_frame,
     an_unknown_type_is_unknown_type,
     send_typing_and_leave_for_a_room_not_joined_are_not_member,
+    send_and_typing_to_a_room_that_does_not_exist_are_not_found_but_leave_is_not_member,
+    a_frame_is_checked_for_shape_then_existence_then_membership_then_content,
+    error_frames_repeat_the_room_and_client_id_of_the_frame_that_caused_them,
     empty_and_whitespace_only_texts_are_empty_text,
     texts_over_4000_code_points_are_too_long_even_if_shorter_in_bytes,
     texts_of_4000_multibyte_characters_are_accepted,
