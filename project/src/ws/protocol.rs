@@ -297,10 +297,16 @@ mod tests {
             parse_with_context(r#"{"type":"send","room":"general","text":3,"client_id":"c1"}"#);
         let error: Value = serde_json::from_str(&frame.unwrap_err().to_frame(&context)).unwrap();
         assert_eq!(error["code"], "invalid_frame");
-        assert_eq!((&error["room"], &error["client_id"]), (&Value::from("general"), &Value::from("c1")));
+        assert_eq!(
+            (&error["room"], &error["client_id"]),
+            (&Value::from("general"), &Value::from("c1"))
+        );
         let (frame, context) = parse_with_context(r#"{"type":"send","room":1,"client_id":null}"#);
         let error: Value = serde_json::from_str(&frame.unwrap_err().to_frame(&context)).unwrap();
-        assert!(error.get("room").is_none() && error.get("client_id").is_none(), "{error}");
+        assert!(
+            error.get("room").is_none() && error.get("client_id").is_none(),
+            "{error}"
+        );
     }
 
     #[test]
