@@ -299,7 +299,9 @@ async fn announces_joins_and_leaves() -> Result<(), Failure> {
         &mut ana,
         "ana",
         json!({"type": "joined", "room": "sala", "nick": "bea"}),
-        "En `Hub::join`, difunde `ServerFrame::Joined` a los demás miembros de la sala.",
+        "En `Hub::join`, difunde `ServerFrame::Joined` a los demás miembros de la sala. Si «ana» \
+         recibió su propio joined, difundes después de guardarla: `broadcast` llega a toda la \
+         sala, así que difunde antes de insertar al que entra (Pista 2).",
     )
     .await?;
     let before = frames_before_pong(&mut bea).await?;
@@ -370,16 +372,24 @@ async fn transcript_matches_the_reference() -> Result<(), Failure> {
     let (mut bea, bea_welcome) = join(&server, "bea", "general").await?;
     let mut ana_frames = vec![ana_welcome];
     let mut bea_frames = vec![bea_welcome];
-    ana_frames.push(ana.recv_json().await?);
+    ana_frames.push(transcript_step(&mut ana, "ana", "el joined de bea").await?);
     send_message(&mut ana, "hola, bea").await?;
-    ana_frames.push(ana.recv_json().await?);
-    bea_frames.push(bea.recv_json().await?);
+    ana_frames.push(transcript_step(&mut ana, "ana", "su propio «hola, bea»").await?);
+    bea_frames.push(transcript_step(&mut bea, "bea", "el «hola, bea» de ana").await?);
     send_message(&mut bea, "¡hola, ana!").await?;
-    bea_frames.push(bea.recv_json().await?);
-    ana_frames.push(ana.recv_json().await?);
+    bea_frames.push(transcript_step(&mut bea, "bea", "su propio «¡hola, ana!»").await?);
+    ana_frames.push(transcript_step(&mut ana, "ana", "el «¡hola, ana!» de bea").await?);
     bea_frames.extend(frames_before_pong(&mut bea).await?);
+    // Bea vanishes: the TCP connection closes without a WebSocket Close frame.
     drop(bea);
-    ana_frames.push(ana.recv_json().await?);
+    ana_frames.push(
+        transcript_step(
+            &mut ana,
+            "ana",
+            "el left de bea (bea cortó la conexión sin frame de cierre)",
+        )
+        .await?,
+    );
     ana_frames.extend(frames_before_pong(&mut ana).await?);
     let transcript = json!({"ana": ana_frames, "bea": bea_frames});
     support::snapshot(
@@ -387,6 +397,15 @@ async fn transcript_matches_the_reference() -> Result<(), Failure> {
         &transcript,
         "Compara tus frames con la tabla del protocolo (arriba del ejercicio): mismos `type`, mismos campos y en el mismo orden.",
     )
+}
+
+/// One frame of the reference conversation; if none comes, say which one was due.
+async fn transcript_step(client: &mut WsClient, who: &str, what: &str) -> Result<Value, Failure> {
+    client.recv_json().await.map_err(|failure| {
+        failure
+            .expected(format!("que «{who}» reciba {what}"))
+            .hint("Sigue la conversación en la tabla del protocolo: welcome, joined a los demás, cada mensaje a toda la sala (también a quien lo escribe) y left al desaparecer. La regla que falle por separado te dirá cuál falta.")
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +430,7 @@ async fn survives_malformed_frames() -> Result<(), Failure> {
         let (reply, _) = ana.recv_type("error").await.map_err(|failure| {
             failure
                 .expected(format!("un frame error con code invalid_frame por {case}"))
-                .hint("No cierres la conexión por un frame malo: responde `ServerFrame::Error` y sigue en el bucle.")
+                .hint("No cierres la conexión por un frame malo: responde `ServerFrame::Error` y sigue en el bucle. Un `Message::Binary(_)` no pasa por `parse_client_frame`: contéstalo tú con invalid_frame (Pista 2).")
         })?;
         if reply["type"] != "error" || reply["code"] != "invalid_frame" {
             return Err(Failure::new(format!("la respuesta a {case} no es el error esperado"))

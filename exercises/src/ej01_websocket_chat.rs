@@ -37,8 +37,8 @@
 //! # Las reglas que se comprueban (una comprobación cada una)
 //!
 //! Núcleo:
-//! 1. rechaza con 400 un nick inválido antes del upgrade (vacío, con espacios, de más de 20
-//!    caracteres o sin `?nick=`).
+//! 1. rechaza con 400 un nick inválido antes del upgrade (vacío, con espacios o `!`, de más de
+//!    20 caracteres o sin `?nick=`; y también una `room` inválida).
 //! 2. da la bienvenida con los miembros de la sala (`welcome`, ordenados, tú incluido).
 //! 3. avisa a la sala cuando alguien entra y cuando sale (`joined` a los demás, no a quien entra;
 //!    `left` a los que siguen).
@@ -62,6 +62,10 @@
 //! 11. el hub difunde también lo que llega de fuera del WebSocket (`Hub::broadcast` desde otro
 //!     código llega a los clientes de `app_with_hub`).
 //! 12. diez clientes a la vez reciben cada mensaje una vez y en orden.
+//!
+//! Ojo: casi todas las comprobaciones usan `{"type":"ping"}` → `{"type":"pong"}` para saber que
+//! no llegó nada más (lo que no llegó antes del `pong`, no llegó). Contesta el `ping` pronto, o
+//! fallarán reglas que no parecen tener que ver con él.
 //!
 //! Las pistas están al final del archivo.
 
@@ -156,7 +160,8 @@ pub struct Hub {
 pub struct Membership {
     /// Su id de conexión, para salir con [`Hub::leave`].
     pub id: u64,
-    /// Su cola: lo que la sala le manda. Devuelve `None` cuando el hub lo expulsa.
+    /// Su cola: lo que la sala le manda. Cuando el hub lo expulsa, `recv()` entrega lo que ya
+    /// estaba en ella y después devuelve `None`.
     pub frames: mpsc::Receiver<ServerFrame>,
     /// Quién está en la sala al entrar, él incluido, ordenado.
     pub members: Vec<String>,
@@ -173,6 +178,9 @@ impl Hub {
         // TODO: un id nuevo (`self.next_id.fetch_add(1, Ordering::Relaxed)`), una cola con
         // `mpsc::channel(QUEUE_CAPACITY)`, guardar el `Member` en su sala, y avisar a los DEMÁS
         // con `joined` (suelta el mutex antes de difundir: `broadcast` lo vuelve a tomar).
+        // Cuidado: `broadcast` escribe a TODA la sala; si difundes después de guardarte, tu
+        // propia cola recibe tu `joined`. Difunde antes de guardarte, o escribe un método
+        // privado que difunda saltándose un id.
         todo!("Hub::join: registra al miembro en la sala, avisa a los demás y devuelve su cola")
     }
 
@@ -280,6 +288,8 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {
 //   `invalid_frame`; `Message::Ping`/`Pong` (los del protocolo) los contesta axum solo.
 // - Para cerrar con un código: `socket.send(Message::Close(Some(CloseFrame { code: 1013,
 //   reason: "vas demasiado lento".into() })))`.
+// - `broadcast` reparte a todos los de la sala. Para que el `joined` no le llegue a quien entra,
+//   llama a `broadcast` ANTES de insertarlo (o recorre la sala saltándote su id).
 // - No llames a `broadcast` (ni a `leave`) con el guard de `self.lock()` vivo: el mutex de std
 //   no es reentrante y el hilo se quedaría bloqueado para siempre. Cierra un bloque `{ … }`.
 //
@@ -298,6 +308,7 @@ async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {
 //                 None => { /* expulsado: Close 1013 */ break }
 //             },
 //             incoming = socket.recv() => match incoming {
+//                 // `text` es un `Utf8Bytes` de axum: `.as_str()` te da el `&str`.
 //                 Some(Ok(Message::Text(text))) => match parse_client_frame(text.as_str()) {
 //                     Ok(ClientFrame::Message { text }) => { hub.broadcast(&room, &ServerFrame::Message { … }); }
 //                     Ok(ClientFrame::Ping) => { /* send Pong */ }
