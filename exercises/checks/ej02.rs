@@ -305,10 +305,19 @@ async fn wait_final(server: &Server, id: &str) -> Result<Value, Failure> {
             return Ok(record);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Failure::new(format!("el trabajo no terminó en {} s", support::WAIT.as_secs()))
-                .expected("status done o failed")
-                .got(format!("{status} {record}"))
-                .hint("¿Arrancas el worker en `spawn_worker` y llama a `process`? ¿`process` deja el estado final con `update`?"));
+            // Whether the worker ever started the job tells which half is missing.
+            let hint = if status == StatusCode::OK && record["attempts"].as_u64().unwrap_or(0) > 0 {
+                "El worker sí empezó el trabajo (attempts ≥ 1), pero el estado no llegó a done ni failed: antes de cada `return` de `process`, guarda el estado final con `self.update(...)`; y ¿cada intento tiene su `tokio::time::timeout`?"
+            } else {
+                "Nadie empezó el trabajo: ¿arrancas el worker en `spawn_worker` (`tokio::spawn`) sobre la MISMA cola (`self.queue.clone()`), y su handler llama a `process`?"
+            };
+            return Err(Failure::new(format!(
+                "el trabajo no terminó en {} s",
+                support::WAIT.as_secs()
+            ))
+            .expected("status done o failed")
+            .got(format!("{status} {record}"))
+            .hint(hint));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -319,7 +328,7 @@ async fn next_call(calls: &mut mpsc::UnboundedReceiver<Email>) -> Result<Email, 
     match tokio::time::timeout(support::WAIT, calls.recv()).await {
         Ok(Some(email)) => Ok(email),
         _ => Err(Failure::new(format!("el Mailer no recibió ningún e-mail en {} s", support::WAIT.as_secs()))
-            .hint("El worker saca el trabajo de la cola y `process` llama a `self.mailer.send(&email)`. ¿Lanzaste el worker con `tokio::spawn(worker.run())`?")),
+            .hint("El worker saca el trabajo de la cola y `process` llama a `self.mailer.send(&email)`. ¿Lanzaste el worker con `tokio::spawn` (un `async move` que espera `worker.run()`)?")),
     }
 }
 
@@ -479,6 +488,29 @@ async fn unknown_id_is_404() -> Result<(), Failure> {
 // ---------------------------------------------------------------------------------------------
 // Calidad
 
+/// Calls `backoff`, turning its panic (an overflow, usually) into a failure that names the case.
+fn backoff_of(policy: &RetryPolicy, failed_attempt: u32) -> Result<Duration, Failure> {
+    std::panic::catch_unwind(|| emails::backoff(policy, failed_attempt)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let failure = Failure::new(format!(
+            "backoff(política, {failed_attempt}) entró en pánico"
+        ))
+        .expected(format!(
+            "una espera entre {:?} y {:?}, sin pánico",
+            policy.base_delay, policy.max_delay
+        ));
+        if message.starts_with("not yet implemented") {
+            failure.hint("Resuelve el `todo!()` de `backoff`: su TODO dice cómo.")
+        } else {
+            failure.hint("Con muchos fallos, 2^(n−1) no cabe en un u32 (y `Duration * u32` también desborda): usa `2u32.checked_pow(n − 1)` (si da `None`, la espera es `max_delay`) y `base_delay.saturating_mul(...)`, como dice el TODO.")
+        }
+    })
+}
+
 async fn backoff_is_exponential_and_capped() -> Result<(), Failure> {
     let ms = Duration::from_millis;
     let policy = RetryPolicy {
@@ -487,7 +519,9 @@ async fn backoff_is_exponential_and_capped() -> Result<(), Failure> {
         max_delay: ms(1000),
         attempt_timeout: Duration::from_secs(1),
     };
-    let got: Vec<Duration> = (1..=6).map(|n| emails::backoff(&policy, n)).collect();
+    let got = (1..=6)
+        .map(|n| backoff_of(&policy, n))
+        .collect::<Result<Vec<Duration>, Failure>>()?;
     let want = [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)];
     if got != want {
         return Err(Failure::new("backoff no da base, 2·base, 4·base… con techo")
@@ -500,7 +534,7 @@ async fn backoff_is_exponential_and_capped() -> Result<(), Failure> {
         max_delay: Duration::from_secs(60),
         ..policy
     };
-    let got = [emails::backoff(&slow, 3), emails::backoff(&slow, 1000)];
+    let got = [backoff_of(&slow, 3)?, backoff_of(&slow, 1000)?];
     let want = [Duration::from_secs(4), Duration::from_secs(60)];
     if got != want {
         return Err(Failure::new("backoff no respeta la política que recibe")

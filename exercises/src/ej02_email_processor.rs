@@ -328,7 +328,9 @@ impl Jobs {
     /// demás. Vive lo que viva el runtime, o hasta que se aborte el `JoinHandle`.
     pub fn spawn_worker(&self) -> tokio::task::JoinHandle<()> {
         // TODO: `WorkerBuilder::new("email-worker").backend(self.queue.clone())
-        // .data(self.clone()).build(email_handler)`, y `tokio::spawn` de su `.run()`.
+        // .data(self.clone()).build(email_handler)`, y `tokio::spawn` de su `.run()`. Ojo:
+        // `run()` devuelve un `Result`, y esta función un `JoinHandle<()>`: lanza un bloque
+        // `async move { … }` que lo mire (regístralo con `tracing::error!` si es `Err`).
         todo!("Jobs::spawn_worker: construye el worker de apalis y lánzalo en una tarea")
     }
 }
@@ -377,7 +379,10 @@ pub async fn email_status(State(jobs): State<Jobs>, Path(id): Path<String>) -> R
 //   `let mut queue = self.queue.clone();`.
 // - `WorkerBuilder::new(nombre).backend(cola).data(valor).build(handler)` crea el worker;
 //   `worker.run().await` lo ejecuta (con `VecDequeBackend`, para siempre: lánzalo con
-//   `tokio::spawn`). En el handler, `Data<Jobs>` te da el `Jobs` registrado con `.data(...)`.
+//   `tokio::spawn`). `run()` da un `Result`, así que `tokio::spawn(worker.run())` sería un
+//   `JoinHandle<Result<…>>`, no el `JoinHandle<()>` que devuelve `spawn_worker`:
+//   `tokio::spawn(async move { if let Err(error) = worker.run().await { … } })`.
+//   En el handler, `Data<Jobs>` te da el `Jobs` registrado con `.data(...)` (como `&Jobs`).
 // - `tokio::time::timeout(d, fut).await` da `Err(_)` si `fut` tarda más de `d`.
 // - `Ok(Err(error @ MailError::Permanent(_)))` empareja y da nombre al error a la vez.
 // - `self.update(&id, |record| { record.status = JobStatus::Running; record.attempts = n; })`
