@@ -8,6 +8,7 @@
 //!                desaparecen y pings. Abre dos pestañas: lo que escribes en una aparece en la otra.
 //! En FastAPI:    @app.websocket("/ws") + ConnectionManager (semana 10, versión Python)
 //! En el proyecto final: project/src/ws/mod.rs, project/src/ws/hub.rs, project/src/ws/connection.rs
+//! Después:       el ejercicio 1, exercises/src/ej01_websocket_chat.rs (cargo test -p exercises ej01)
 //!
 //! Un archivo por paso, en el orden de la página:
 //! - `upgrade.rs`: paso 1, comprobar Origin y apodo ANTES del upgrade;

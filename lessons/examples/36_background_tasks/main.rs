@@ -12,6 +12,7 @@
 //!                (semana 10, versión Python)
 //! En el proyecto final: project/src/jobs/worker.rs, project/src/jobs/queue.rs,
 //!                project/src/jobs/email.rs, project/src/jobs/schedule.rs, project/src/jobs/store.rs
+//! Después:       el ejercicio 2, exercises/src/ej02_email_processor.rs (cargo test -p exercises ej02)
 //!
 //! Un archivo por paso, en el orden de la página:
 //! - `request.rs`: paso 1, en la petición vs `tokio::spawn` vs `spawn_blocking` vs una cola;

@@ -12,6 +12,7 @@
 //!                redis.asyncio + un decorador de cache-aside (semana 10, versión Python)
 //! En el proyecto final: project/src/dashboard/sse.rs, project/src/cache/mod.rs,
 //!                project/src/cache/memory.rs, project/src/cache/redis.rs
+//! Después:       el ejercicio 3, exercises/src/ej03_dashboard_live.rs (cargo test -p exercises ej03)
 //!
 //! Un archivo por paso, en el orden de la página:
 //! - `live.rs`: paso 1, SSE con ids, keep-alive en su propio reloj y reanudación;
