@@ -41,8 +41,8 @@
 //!    ya la incluye).
 //!
 //! Calidad:
-//! 6. el informe caduca justo al cumplirse el TTL (se comprueba con el reloj de Tokio en pausa:
-//!    usa `tokio::time::Instant`, no `std::time::Instant`).
+//! 6. el informe caduca justo al cumplirse el TTL (reloj pausado): la comprobación pausa el reloj
+//!    de Tokio y lo adelanta, así que usa `tokio::time::Instant`, no `std::time::Instant`.
 //! 7. el buffer de reanudación guarda solo las últimas métricas (`DashboardConfig::buffer`).
 //! 8. envía un comentario keep-alive mientras no hay métricas (cada `DashboardConfig::keep_alive`).
 //! 9. rechaza una métrica imposible con 422 sin publicarla ni invalidar el informe.
@@ -67,6 +67,19 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+
+// Lo que usarás al resolverlo (el `allow` evita el aviso mientras aún no lo usas). `StreamExt`
+// es el de `futures_util`: su `filter_map` espera un futuro, como en la Pista 3. El de
+// `tokio_stream` se llama igual y tiene otra firma: no importes los dos.
+#[allow(unused_imports)]
+use {
+    axum::http::{HeaderValue, StatusCode},
+    axum::response::IntoResponse,
+    axum::response::sse::{KeepAlive, Sse},
+    futures_util::StreamExt,
+    std::convert::Infallible,
+    tokio_stream::wrappers::BroadcastStream,
+};
 
 /// Una medida que envía un agente: `POST /metrics` con este JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,22 +39,22 @@
 //! 2. llega a todas las conexiones abiertas del usuario (varias pestañas).
 //! 3. cuenta las no leídas y las marca como leídas por HTTP (la bandeja guarda a todos los
 //!    suscritos, conectados o no).
-//! 4. sincroniza el contador de no leídas por WebSocket (el saludo trae `unread`; al marcar una,
-//!    cada pestaña recibe `{"type":"unread","count":N}`).
+//! 4. sincroniza el contador de no leídas por WebSocket (al conectar y al marcar): el saludo trae
+//!    `unread`; al marcar una, cada pestaña recibe `{"type":"unread","count":N}`.
 //!
 //! Calidad:
 //! 5. tras desconectarse, sus notificaciones van por e-mail (la `Connection` se suelta y deja de
 //!    contar como conectado).
 //! 6. contesta un error a un frame mal formado y sigue atendiendo (`{"type":"ping"}` →
 //!    `{"type":"pong"}` después).
-//! 7. rechaza lo inválido: título vacío (422), notificación ajena o inexistente (404), usuario no
-//!    válido (422), sin cambiar nada.
+//! 7. rechaza lo inválido: título vacío, notificación ajena o inexistente, usuario no válido
+//!    (422, 404 y 422), sin cambiar nada.
 //!
 //! Integración:
 //! 8. encola un e-mail (apalis) solo para los suscritos desconectados (uno por usuario, escrito
 //!    con `render_email`; a los conectados, ninguno).
-//! 9. el job de e-mail envía el correo escrito por `render_email` y propaga el error del
-//!    [`Mailer`] (las comprobaciones usan un `Mailer` falso).
+//! 9. el job de e-mail envía el correo escrito por `render_email` y propaga el error del `Mailer`
+//!    (las comprobaciones usan un [`Mailer`] falso).
 //! 10. la transcripción de notificaciones coincide con la de referencia (frames de ana, e-mail de
 //!     bea, bandeja y contador).
 //!
