@@ -114,6 +114,86 @@ impl Email {
     }
 }
 
+/// A room's display name: 1–64 characters once trimmed, with something visible, and no
+/// control character (Unicode Cc: C0, DEL, C1) or bidirectional override or isolate
+/// (U+202A–U+202E, U+2066–U+2069).
+///
+/// A name reaches every client's room list, page titles, logs and e-mail subjects: a CR/LF
+/// could forge a log line or a header, an ANSI escape repaint a terminal, and a bidi override
+/// show `moc.elpmaxe` as `example.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(Invalid(
+                "el nombre de la sala debe tener de 1 a 64 caracteres".into(),
+            ));
+        }
+        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            return Err(Invalid(
+                "el nombre de la sala no puede tener caracteres de control ni de cambio de dirección del texto".into(),
+            ));
+        }
+        if !has_visible_text(name) {
+            return Err(Invalid(
+                "el nombre de la sala debe tener algún carácter visible".into(),
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Bidirectional embeddings, overrides (U+202A–U+202E) and isolates (U+2066–U+2069).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt, Unicode 16.0):
+/// characters that a renderer shows as nothing when it does not support them (zero-width
+/// spaces and joiners, bidi and other format controls, variation selectors, tags, fillers).
+const DEFAULT_IGNORABLE: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{034F}', '\u{034F}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{17B4}', '\u{17B5}'),
+    ('\u{180B}', '\u{180F}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{206F}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FE00}', '\u{FE0F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+    ('\u{FFF0}', '\u{FFF8}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0000}', '\u{E0FFF}'),
+];
+
+/// Whether `c` shows nothing: White_Space (`char::is_whitespace` is exactly that property) or
+/// Default_Ignorable_Code_Point.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || DEFAULT_IGNORABLE
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&c))
+}
+
+/// Whether a text has at least one character that is not [invisible](is_invisible). This is
+/// the contract's rule for `empty_text`: anything else counts as visible, a lone combining
+/// mark included (it renders on a dotted circle).
+pub fn has_visible_text(text: &str) -> bool {
+    text.chars().any(|c| !is_invisible(c))
+}
+
 /// A password as typed, before hashing: at least 8 characters.
 pub struct Password(String);
 
@@ -250,6 +330,47 @@ mod tests {
             "a@.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn room_names_refuse_controls_bidi_overrides_and_invisible_names() {
+        assert_eq!(RoomName::parse("  Proyecto X ").unwrap().as_str(), "Proyecto X");
+        assert!(RoomName::parse("Café ☕ 🎉").is_ok());
+        assert!(RoomName::parse("ש\u{200F}ם").is_ok(), "a bidi mark (not an override) is fine");
+        for bad in [
+            "",
+            "   ",
+            "a\u{0}b",
+            "a\r\nb",
+            "\u{1b}[31mrojo",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{9b}b",
+            "moc.\u{202E}elpmaxe",
+            "a\u{202A}b",
+            "a\u{2066}b",
+            "a\u{2069}b",
+            "\u{200B}\u{200B}",
+            &"a".repeat(65),
+        ] {
+            assert!(RoomName::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn a_text_of_only_whitespace_and_ignorable_characters_is_not_visible() {
+        for blank in [
+            "",
+            " \t\n\r",
+            "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}",
+            "\u{00A0}\u{3000}\u{2028}\u{85}",
+            "\u{E0041}\u{FE0F}\u{3164}\u{AD}",
+        ] {
+            assert!(!has_visible_text(blank), "{blank:?} shows nothing");
+        }
+        for visible in ["a", " . ", "\u{301}", "\u{200B}x", "🎉", "\u{E1000}"] {
+            assert!(has_visible_text(visible), "{visible:?} shows something");
         }
     }
 
