@@ -67,6 +67,15 @@
 //! no llegó nada más (lo que no llegó antes del `pong`, no llegó). Contesta el `ping` pronto, o
 //! fallarán reglas que no parecen tener que ver con él.
 //!
+//! # Por dónde empezar
+//!
+//! Casi todas las comprobaciones hablan por WebSocket: hasta que una conexión entra y recibe su
+//! `welcome` no pasa casi ninguna. Ve por partes, con `cargo test -p exercises ej01` tras cada una:
+//! 1. `validate_name`, `ws_handler`, `Hub::join` (con `Hub::broadcast`), `Hub::members` y el
+//!    principio de `handle_socket` (entrar y mandar el `welcome`) → reglas 1, 2 y 11;
+//! 2. el bucle de `handle_socket`, `parse_client_frame` y `Hub::leave` → reglas 3 a 9 y 12;
+//! 3. la expulsión del lento en `Hub::broadcast` → regla 10.
+//!
 //! Las pistas están al final del archivo.
 
 use std::collections::HashMap;

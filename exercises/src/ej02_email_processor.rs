@@ -55,7 +55,16 @@
 //!
 //! Las comprobaciones crean el servicio con `Jobs::new(mailer_falso, politica)`, arrancan el
 //! worker con `jobs.spawn_worker()` y sirven `app(jobs)`; el `Mailer` falso falla cuando se le
-//! pide y apunta lo que recibe. Las pistas están al final del archivo.
+//! pide y apunta lo que recibe.
+//!
+//! # Por dónde empezar
+//!
+//! Primero la mitad HTTP, que no necesita worker: `render`, `Jobs::enqueue`, `create_email` y
+//! `email_status` (reglas 1 y 5), y `backoff`, que es pura (regla 6). Después el worker:
+//! `Jobs::spawn_worker`, `email_handler` y `Jobs::process` (el resto). Ejecuta
+//! `cargo test -p exercises ej02` tras cada parte.
+//!
+//! Las pistas están al final del archivo.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
