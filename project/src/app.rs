@@ -51,6 +51,9 @@ pub struct AppState {
     pub cache: crate::cache::Cache,
     /// Background jobs: mention e-mails and their records (see [`crate::jobs`]).
     pub jobs: crate::jobs::Jobs,
+    /// The Argon2 hashing pool: K threads with one memory block each (see
+    /// [`crate::auth::passwords`]).
+    pub passwords: Arc<crate::auth::passwords::HashPool>,
 }
 // ANCHOR_END: app_state
 
@@ -104,6 +107,7 @@ impl App {
             activity,
             dashboard,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl())),
+            passwords: Arc::new(crate::auth::passwords::HashPool::new(config.hash_wait())),
             origins: Arc::new(OriginPolicy::from_config(config.allowed_origins.as_deref())),
             config: Arc::new(config),
             backends,

@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_SSE_KEEPALIVE_SECS", default_value_t = 15)]
     pub sse_keepalive_secs: u64,
 
+    /// Longest a registration or login waits for a password-hashing slot, in milliseconds;
+    /// past that it is answered 503 with `Retry-After` (load shedding: a login storm cannot
+    /// queue without bound).
+    #[arg(long, env = "CHAT_HASH_WAIT_MS", default_value_t = 2000)]
+    pub hash_wait_ms: u64,
+
     /// Background jobs: mention e-mails (SMTP or outbox), retries, the periodic sweep. They live
     /// beside the code that uses them, in [`crate::jobs::JobsConfig`].
     #[command(flatten)]
@@ -101,6 +107,11 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// How long a request may wait for a password-hashing slot.
+    pub fn hash_wait(&self) -> Duration {
+        Duration::from_millis(self.hash_wait_ms)
     }
 
     /// The dashboard's keep-alive period (at least one second).

@@ -32,13 +32,18 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `unavailable` with `Retry-After`: the server sheds this request (its hashing pool
+    /// is full) and says when trying again makes sense.
+    #[error("el servidor está ocupado; vuelve a intentarlo en {} s", retry_after_secs(*.0))]
+    Busy(Duration),
     #[error("método no permitido")]
     MethodNotAllowed,
 }
 
-/// `Retry-After` in whole seconds, between 1 and 60 as the contract says.
+/// `Retry-After` in whole seconds, rounded up, at least 1 (the login limit's waits are at most
+/// 60 s, the room-creation limit's at most an hour).
 fn retry_after_secs(wait: Duration) -> u64 {
-    wait.as_secs_f64().ceil().clamp(1.0, 60.0) as u64
+    wait.as_secs_f64().ceil().clamp(1.0, 3600.0) as u64
 }
 
 impl ApiError {
@@ -51,7 +56,9 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable(_) | Self::Busy(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
@@ -65,12 +72,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        if let Self::Busy(_) = self {
+            // A storm sheds many requests: one line each would flood the log.
+            tracing::debug!("request shed: hashing pool full");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
-        if let Self::RateLimited(wait) = self {
+        if let Self::RateLimited(wait) | Self::Busy(wait) = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),

@@ -7,7 +7,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{AuthUser, passwords};
+use std::time::Duration;
+
+use super::AuthUser;
+use super::passwords::HashError;
 use crate::app::AppState;
 use crate::domain::{Email, Password, Role, User, UserRecord, Username};
 use crate::error::{ApiError, extract};
@@ -39,6 +42,8 @@ struct RegisterRequest {
         (status = 201, description = "Cuenta creada", body = User),
         (status = 409, description = "El nombre de usuario o el e-mail ya existen (`conflict`)", body = crate::openapi::ErrorBody),
         (status = 422, description = "Usuario que no es de 3 a 32 caracteres `[a-z0-9_]`, contraseña de menos de 8 caracteres o e-mail no válido (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "No hubo un hueco para calcular el hash en 2 s (`unavailable`)", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Segundos tras los que conviene reintentar"))),
     ),
 )]
 async fn register(
@@ -61,9 +66,11 @@ pub async fn create_user(
     email: Email,
     role: Role,
 ) -> Result<User, ApiError> {
-    let password_hash = passwords::hash(password.as_str().to_owned())
+    let password_hash = state
+        .passwords
+        .hash(password.as_str().to_owned())
         .await
-        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+        .map_err(hash_error)?;
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: username.as_str().to_owned(),
@@ -76,6 +83,17 @@ pub async fn create_user(
     };
     state.backends.users.create_user(record).await?;
     Ok(user)
+}
+
+/// How long a shed request is told to wait before trying again.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A full hashing pool is a 503 with `Retry-After`; any other hashing failure a plain 503.
+fn hash_error(error: HashError) -> ApiError {
+    match error {
+        HashError::Busy => ApiError::Busy(BUSY_RETRY_AFTER),
+        HashError::Failed(_) => ApiError::Unavailable(error.to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -111,6 +129,8 @@ struct TokenResponse {
         (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::openapi::ErrorBody),
         (status = 429, description = "Demasiados fallos seguidos (`rate_limited`)", body = crate::openapi::ErrorBody,
             headers(("Retry-After" = u64, description = "Segundos que faltan, de 1 a 60"))),
+        (status = 503, description = "No hubo un hueco para comprobar la contraseña en 2 s (`unavailable`); el intento no cuenta como fallo", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Segundos tras los que conviene reintentar"))),
     ),
 )]
 async fn login(
@@ -130,7 +150,14 @@ async fn login(
         Err(_) => None,
     };
     let stored_hash = record.as_ref().map(|record| record.password_hash.clone());
-    let valid = passwords::verify(request.password, stored_hash).await;
+    let valid = match state.passwords.verify(request.password, stored_hash).await {
+        Ok(valid) => valid,
+        Err(error) => {
+            // Never checked, so neither a failure nor a success: give the attempt back.
+            limiter.refund(&limiter_key).await?;
+            return Err(hash_error(error));
+        }
+    };
     let Some(record) = record.filter(|_| valid) else {
         tracing::info!(user = %limiter_key, "login failed");
         return Err(ApiError::Unauthorized(

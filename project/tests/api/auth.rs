@@ -521,6 +521,86 @@ async fn a_rate_limited_attempt_does_not_reset_the_block(app: TestApp) {
     assert_rate_limited(&answer);
 }
 
+/// Asserts a 503 `unavailable` with a `Retry-After` of whole seconds (at least 1).
+fn assert_shed(answer: &Answer) {
+    assert_error(answer, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let retry_after = answer
+        .headers
+        .get(RETRY_AFTER)
+        .unwrap_or_else(|| panic!("a shed request carries Retry-After: {answer:?}"))
+        .to_str()
+        .unwrap();
+    let seconds: u64 = retry_after
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After is whole seconds, got {retry_after:?}"));
+    assert!(seconds >= 1, "Retry-After is at least 1 s, got {seconds}");
+}
+
+#[tokio::test]
+async fn logins_that_cannot_get_a_hashing_slot_in_time_are_shed_with_503() {
+    // Arrange: a server that lets a login wait only 1 ms for a hashing slot, and a storm of
+    // logins of unknown users (each one costs a full Argon2 check, and none is rate limited:
+    // every username is different). Far more arrive than the pool can hash within 1 ms.
+    let mut config = test_config(Backend::Memory).await.unwrap();
+    config.hash_wait_ms = 1;
+    let app = spawn_app_with(config).await;
+    let names: Vec<String> = (0..40).map(|n| format!("nadie_{n}")).collect();
+    let storm = names.iter().map(|name| app.login(name, WRONG_PASSWORD));
+
+    // Act
+    let answers = futures_util::future::join_all(storm).await;
+
+    // Assert: each one is either checked (401) or shed at once (503 with Retry-After).
+    let mut shed = 0;
+    for answer in &answers {
+        if answer.status == StatusCode::UNAUTHORIZED {
+            continue;
+        }
+        assert_shed(answer);
+        shed += 1;
+    }
+    assert!(shed > 0, "a full pool sheds load, but all 40 waited");
+}
+
+/// Logins of one user shed for lack of a hashing slot are not failures: they were never checked.
+async fn shed_logins_do_not_count_as_failures(backend: Backend) {
+    // Arrange: a server whose hashing wait is 0 ms (a login is shed unless a slot is free at
+    // that very moment), and a storm of wrong guesses for ana.
+    let Some(mut config) = test_config(backend).await else {
+        return;
+    };
+    config.hash_wait_ms = 0;
+    let app = spawn_app_with(config).await;
+    assert_eq!(app.register("ana").await.status, StatusCode::CREATED);
+    let storm = (0..40).map(|_| app.login("ana", WRONG_PASSWORD));
+    let answers = futures_util::future::join_all(storm).await;
+    let failures = answers
+        .iter()
+        .filter(|answer| answer.status == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(failures <= 5, "{failures} failures were checked");
+
+    // Act: once the storm is over, ana's right password.
+    let answer = app.login("ana", PASSWORD).await;
+
+    // Assert: refused only if 5 real failures happened; never blocked by shed attempts.
+    if failures < 5 {
+        assert_ne!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{answer:?}");
+    } else {
+        assert_rate_limited(&answer);
+    }
+}
+
+#[tokio::test]
+async fn shed_logins_do_not_count_as_failures_in_memory() {
+    shed_logins_do_not_count_as_failures(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn shed_logins_do_not_count_as_failures_on_redis() {
+    shed_logins_do_not_count_as_failures(Backend::Redis).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // /auth/me and tokens
 // ---------------------------------------------------------------------------------------------
