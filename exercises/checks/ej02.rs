@@ -309,7 +309,7 @@ async fn wait_final(server: &Server, id: &str) -> Result<Value, Failure> {
             let hint = if status == StatusCode::OK && record["attempts"].as_u64().unwrap_or(0) > 0 {
                 "El worker sí empezó el trabajo (attempts ≥ 1), pero el estado no llegó a done ni failed: antes de cada `return` de `process`, guarda el estado final con `self.update(...)`; y ¿cada intento tiene su `tokio::time::timeout`?"
             } else {
-                "Nadie empezó el trabajo: ¿arrancas el worker en `spawn_worker` (`tokio::spawn`) sobre la MISMA cola (`self.queue.clone()`), y su handler llama a `process`?"
+                "El trabajo sigue como recién encolado: ¿arrancas el worker en `spawn_worker` (`tokio::spawn`) sobre la MISMA cola (`self.queue.clone()`), y su handler llama a `process`? ¿Guardas el `JobRecord` ANTES del `push`? Si lo guardas después, el worker actualiza un registro que aún no existe y tu `insert` lo deja otra vez en pending."
             };
             return Err(Failure::new(format!(
                 "el trabajo no terminó en {} s",
