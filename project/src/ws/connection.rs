@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -51,14 +52,19 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Close codes of the contract.
 mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Why the loop ended, and how to say goodbye.
 enum Exit {
-    /// The peer closed, vanished or broke the transport: nothing to send.
+    /// The peer vanished or broke the transport: nothing to send.
     Gone,
+    /// The peer sent a Close: tungstenite has queued the answer (its code echoed, or 1002 for a
+    /// code that may not be sent on the wire), which only needs flushing.
+    PeerClosed,
     /// Close the socket with this code and reason.
     Close(u16, &'static str),
 }
@@ -151,13 +157,21 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     // mention now becomes an e-mail.
     connection.disconnect().await;
     connection.leave_all().await;
-    if let Exit::Close(code, reason) = exit {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        // The peer may be gone, or not reading: it gets as long as a silent peer would.
-        let _ = tokio::time::timeout(idle_timeout, socket.send(Message::Close(Some(frame)))).await;
+    // The peer may be gone, or not reading: it gets as long as a silent peer would.
+    match exit {
+        Exit::Gone => {}
+        // Flushing writes the queued answer; tungstenite then reports the connection closed.
+        Exit::PeerClosed => {
+            let _ = tokio::time::timeout(idle_timeout, socket.flush()).await;
+        }
+        Exit::Close(code, reason) => {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ =
+                tokio::time::timeout(idle_timeout, socket.send(Message::Close(Some(frame)))).await;
+        }
     }
     tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket closed");
 }
@@ -178,16 +192,26 @@ async fn send_text(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> Result
     send(socket, Message::Text(text.into())).await
 }
 
-/// Whether a read error is tungstenite's "message too big" (then we answer with close 1009).
-fn is_too_big(error: &axum::Error) -> bool {
-    use std::error::Error as _;
-    matches!(
-        error
-            .source()
-            .and_then(|source| source.downcast_ref::<tungstenite::Error>()),
-        Some(tungstenite::Error::Capacity(_))
-    )
+// ANCHOR: read_error
+/// How a failed read ends the connection (RFC 6455, section 7.4): a message over the limit is
+/// 1009, a text that is not UTF-8 is 1007, any other broken frame (unmasked, reserved bits or
+/// opcode, a fragmented or oversized control frame, a stray continuation, a bad Close) is 1002.
+/// A transport that failed has nobody left to tell.
+fn exit_for(error: axum::Error) -> Exit {
+    use tungstenite::error::{Error, ProtocolError};
+    // axum wraps tungstenite's error; `into_inner` gives it back.
+    let Ok(error) = error.into_inner().downcast::<Error>() else {
+        return Exit::Gone;
+    };
+    match *error {
+        Error::Capacity(_) => Exit::Close(close::TOO_BIG, "mensaje de más de 64 KiB"),
+        Error::Utf8(_) => Exit::Close(close::INVALID_DATA, "el texto no es UTF-8 válido"),
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        Error::Protocol(_) => Exit::Close(close::PROTOCOL_ERROR, "frame WebSocket no válido"),
+        _ => Exit::Gone,
+    }
 }
+// ANCHOR_END: read_error
 
 impl Connection {
     async fn on_incoming(
@@ -197,10 +221,7 @@ impl Connection {
     ) -> Result<(), Exit> {
         let message = match incoming {
             None => return Err(Exit::Gone),
-            Some(Err(error)) if is_too_big(&error) => {
-                return Err(Exit::Close(close::TOO_BIG, "mensaje de más de 64 KiB"));
-            }
-            Some(Err(_)) => return Err(Exit::Gone),
+            Some(Err(error)) => return Err(exit_for(error)),
             Some(Ok(message)) => message,
         };
         let text = match message {
@@ -208,7 +229,7 @@ impl Connection {
             Message::Binary(_) => None,
             // Pings are answered by the library; pongs only prove the peer is alive.
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
-            Message::Close(_) => return Err(Exit::Gone),
+            Message::Close(_) => return Err(Exit::PeerClosed),
         };
         // Parsed first only to know what an error frame must repeat (`room`, `client_id`).
         let (frame, context) = match text {

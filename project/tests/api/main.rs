@@ -22,4 +22,5 @@ mod redis_server;
 mod rooms;
 mod ws_delivery;
 mod ws_protocol;
+mod ws_rfc6455;
 mod ws_upgrade;
