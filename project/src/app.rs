@@ -54,6 +54,10 @@ pub struct AppState {
     /// The Argon2 hashing pool: K threads with one memory block each (see
     /// [`crate::auth::passwords`]).
     pub passwords: Arc<crate::auth::passwords::HashPool>,
+    /// WebSockets per user, across every node (`CHAT_MAX_CONNECTIONS_PER_USER`).
+    pub connections: crate::connections::UserConnections,
+    /// Open client sockets, and whether the process is near its open-file limit.
+    pub open_files: crate::server::OpenFiles,
 }
 // ANCHOR_END: app_state
 
@@ -98,6 +102,21 @@ impl App {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
+        let connections = match &config.redis_url {
+            None => crate::connections::UserConnections::memory(config.max_connections_per_user),
+            Some(url) => {
+                crate::connections::UserConnections::redis(
+                    url,
+                    &config.redis_prefix,
+                    config.max_connections_per_user,
+                    config.connection_lease(),
+                    &tasks,
+                    shutdown.clone(),
+                )
+                .await?
+            }
+        };
+        let open_files = crate::server::OpenFiles::measure(config.fd_reserve);
         let (activity, activity_events) = ActivityFeed::channel();
         let dashboard =
             crate::dashboard::Dashboard::build(&config, &tasks, shutdown.clone()).await?;
@@ -112,6 +131,8 @@ impl App {
             config: Arc::new(config),
             backends,
             cache,
+            connections,
+            open_files,
             hub,
             jobs,
             shutdown,
@@ -138,6 +159,9 @@ impl App {
     // ANCHOR: serve
     /// Serves on `listener` until `shutdown` resolves, then closes every WebSocket with 1001
     /// and waits (at most the configured grace) for connections and tasks to finish.
+    ///
+    /// The accept loop and each connection's limits (header-read timeout, head size, JSON
+    /// answers to malformed requests, `accept` errors) are in [`crate::server`].
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -159,14 +183,24 @@ impl App {
             tracing::info!("shutting down: closing connections");
             token.cancel();
         };
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await?;
+        let limits = crate::server::EdgeLimits {
+            header_timeout: state.config.header_timeout(),
+        };
+        let accepting = crate::server::run(
+            listener,
+            router,
+            limits,
+            state.open_files.clone(),
+            state.shutdown.clone(),
+        );
+        // `stop` cancels the token, which ends the accept loop.
+        let (connections, ()) = tokio::join!(accepting, stop);
         state.tasks.close();
-        if tokio::time::timeout(grace, state.tasks.wait())
-            .await
-            .is_err()
-        {
+        let finished = async {
+            connections.wait().await;
+            state.tasks.wait().await;
+        };
+        if tokio::time::timeout(grace, finished).await.is_err() {
             tracing::warn!("some connections did not close within {grace:?}");
         }
         Ok(())

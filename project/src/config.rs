@@ -65,6 +65,28 @@ pub struct Config {
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
+    /// Most WebSocket connections one user may have open at once, across every node; one more
+    /// is refused with 429 before the upgrade.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_USER", default_value_t = 100)]
+    pub max_connections_per_user: usize,
+
+    /// Seconds a client has to send a complete request head (request line and headers), from
+    /// when the server starts waiting for it (the connection's start, or the end of the previous
+    /// answer on a kept-alive connection); arriving bytes do not restart the clock.
+    #[arg(long, env = "CHAT_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// File descriptors kept for everything that is not a client socket (Redis, files, short
+    /// requests such as `/health`): once open sockets would use them, new WebSockets get 503.
+    #[arg(long, env = "CHAT_FD_RESERVE", default_value_t = 64)]
+    pub fd_reserve: usize,
+
+    /// Seconds a WebSocket's slot in the per-user count lives in Redis without its node's
+    /// heartbeat (every third of this): the connections of a node that died stop counting
+    /// after it.
+    #[arg(long, env = "CHAT_CONNECTION_LEASE_SECS", default_value_t = 30)]
+    pub connection_lease_secs: u64,
+
     /// Seconds between the `: keep-alive` comments of a dashboard's SSE stream (sent on their
     /// own timer, whatever else the stream sends, so proxies never see an idle connection).
     #[arg(long, env = "CHAT_SSE_KEEPALIVE_SECS", default_value_t = 15)]
@@ -117,5 +139,15 @@ impl Config {
     /// The dashboard's keep-alive period (at least one second).
     pub fn sse_keepalive(&self) -> Duration {
         Duration::from_secs(self.sse_keepalive_secs.max(1))
+    }
+
+    /// The header-read timeout (at least one second).
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    /// The lease of a connection slot in Redis (at least one second).
+    pub fn connection_lease(&self) -> Duration {
+        Duration::from_secs(self.connection_lease_secs.max(1))
     }
 }

@@ -1,6 +1,7 @@
 //! `chat`: the real-time chat server of week 10, the course's final project.
 //!
-//! - [`app`] assembles everything and serves it ([`app::App::serve`]).
+//! - [`app`] assembles everything and serves it ([`app::App::serve`]) through [`server`], the
+//!   accept loop and its limits.
 //! - [`auth`], [`rooms`] and [`ws`] are the three faces of the contract
 //!   (`../shared/spec/chat-protocol.md`): accounts, REST rooms, and the WebSocket protocol.
 //! - [`backend`] hides where data lives: in this process, or in Redis for several nodes.
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod domain;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod mentions;
 pub mod metrics;
 pub mod openapi;
 pub mod rooms;
+pub mod server;
 pub mod telemetry;
 pub mod web;
 pub mod ws;

@@ -76,14 +76,32 @@ async fn upgrade(
             .into_response();
         }
     };
-    accept(upgrade, state, user)
+    // Capacity, before the upgrade: the process's open files (a WebSocket holds a descriptor for
+    // as long as it lives), then the user's own connections across every node.
+    if state.open_files.near_limit() {
+        return ApiError::Unavailable(
+            "el servidor no admite más conexiones ahora; inténtalo más tarde".into(),
+        )
+        .into_response();
+    }
+    let slot = match state.connections.acquire(&user.username).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    accept(upgrade, state, user, slot)
 }
 // ANCHOR_END: upgrade
 
 // ANCHOR: accept
 /// Replaces tungstenite's generous defaults (64 MiB messages, 16 MiB frames, unbounded write
 /// buffer) with the contract's limits, and runs the connection as a task the server tracks.
-fn accept(upgrade: WebSocketUpgrade, state: AppState, user: AuthUser) -> Response {
+/// The connection holds its user's `slot` until it ends (or until a failed upgrade drops it).
+fn accept(
+    upgrade: WebSocketUpgrade,
+    state: AppState,
+    user: AuthUser,
+    slot: crate::connections::Slot,
+) -> Response {
     let tasks = state.tasks.clone();
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
@@ -91,6 +109,11 @@ fn accept(upgrade: WebSocketUpgrade, state: AppState, user: AuthUser) -> Respons
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(connection::run(socket, state, user)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                let _slot = slot;
+                connection::run(socket, state, user).await;
+            })
+        })
 }
 // ANCHOR_END: accept

@@ -5,12 +5,25 @@
 //! classic cross-site WebSocket hijacking). Matching is exact: `null`, `https://localhost.evil.com`
 //! or `http://localhost:80/x` are refused. Clients that are not browsers send no `Origin` and
 //! are allowed.
+//!
+//! # Why the default may trust the request's own `Host`, and what would break it
+//! The default policy accepts the origin of the request's own `Host`, so that students can open
+//! an instructor's laptop by its LAN address (`http://192.168.1.20:8000`) with no
+//! configuration. A DNS-rebinding page controls that `Host`: it makes its own name resolve to
+//! this server, and then its origin *is* the `Host` of its requests, so this check lets it
+//! through. That is harmless only because `/ws` authenticates with a **bearer token** the page
+//! must present itself (`?token=` or `Authorization`), and a foreign page cannot read the token
+//! the real client keeps: it can open a socket, but only as nobody (401). Nothing here may ever
+//! rely on **cookies** (or any credential the browser attaches by itself): with cookie auth, a
+//! rebinding page would ride the visitor's session. Whoever adds cookies must first drop the
+//! `Host` rule and require `CHAT_ALLOWED_ORIGINS`.
 
 /// Which origins may open `/ws`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginPolicy {
     /// `http://localhost[:port]`, `http://127.0.0.1[:port]`, `http://[::1][:port]` and the
-    /// origin of the request's own `Host` (what a page served by us sends).
+    /// origin of the request's own `Host` (what a page served by us sends). Safe only while
+    /// authentication is a bearer token, never a cookie (see the module's documentation).
     Default,
     /// Exactly these origins, as `scheme://host[:port]`.
     List(Vec<String>),

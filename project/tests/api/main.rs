@@ -15,6 +15,7 @@ mod deploy;
 mod helpers;
 mod http_basics;
 mod jobs;
+mod limits;
 mod members;
 mod operations;
 mod process;
