@@ -298,7 +298,7 @@ impl TestApp {
                 return Err(Failure::new(format!(
                     "{user} cerró su WebSocket, pero sigue contando como conectado"
                 ))
-                .hint("al terminar `handle_socket` se suelta la `Connection`: su `Drop` llama a `disconnect`, que debe quitarla de `online`"));
+                .hint("al terminar `handle_socket` se suelta la `Connection`: su `Drop` llama a `disconnect`, que debe quitarla de `online[user]` y, si era la última, quitar también al usuario de `online` (es lo que mira `is_online`)"));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -704,6 +704,15 @@ async fn email_job_uses_mailer_and_propagates_errors() -> Result<(), Failure> {
     Ok(())
 }
 
+/// One frame of the reference transcript; if none comes, say which one was due.
+async fn transcript_frame(ana: &mut WsClient, what: &str) -> Result<Value, Failure> {
+    ana.recv_json().await.map_err(|failure| {
+        failure
+            .expected(format!("que ana reciba {what}"))
+            .hint("la regla que falle por separado (1, 4 o 6) te dice qué le falta a ese frame")
+    })
+}
+
 async fn notification_transcript_matches_reference() -> Result<(), Failure> {
     let mut app = TestApp::spawn().await?;
     app.subscribe("ana", "deploys").await?;
@@ -718,16 +727,18 @@ async fn notification_transcript_matches_reference() -> Result<(), Failure> {
         .await?;
     published.push(deploy.clone());
     published.push(app.publish("ventas", "Pedido 1042", "3 unidades").await?);
-    for _ in 0..2 {
-        frames.push(ana.recv_json().await?);
+    for topic in ["deploys", "ventas"] {
+        let what = format!("la notificación de «{topic}» en vivo");
+        frames.push(transcript_frame(&mut ana, &what).await?);
     }
     let email = app
         .next_email("bea está desconectada: encola su `EmailJob` y resuelve `send_email`")
         .await?;
     app.mark_read("ana", deploy.id).await?;
-    frames.push(ana.recv_json().await?);
+    frames
+        .push(transcript_frame(&mut ana, "el contador `unread` tras marcar una como leída").await?);
     ana.send_json(&json!({ "type": "ping" })).await?;
-    frames.push(ana.recv_json().await?);
+    frames.push(transcript_frame(&mut ana, "el `pong` de su `ping`").await?);
     let inbox = app.inbox("ana").await?;
 
     let transcript = json!({
