@@ -281,7 +281,11 @@ async fn welcomes_with_members() -> Result<(), Failure> {
     }
     // Without `?room=` the room is `general`.
     let mut client = WsClient::connect(&server.ws_url("/ws?nick=carla")).await?;
-    let welcome = client.recv_json().await?;
+    let welcome = client.recv_json().await.map_err(|failure| {
+        failure
+            .expected("el welcome de «carla», que entró sin ?room=")
+            .hint("Sin `?room=` la sala es `general`: no respondas 400 ni cierres la conexión.")
+    })?;
     if welcome["room"] != "general" {
         return Err(Failure::new("sin ?room= la sala no es general")
             .expected("\"room\": \"general\"")
@@ -472,7 +476,11 @@ async fn rejects_bad_messages() -> Result<(), Failure> {
     // The limit counts characters, not bytes: 500 «ñ» (1000 bytes) is a valid message.
     send_message(&mut ana, &just_right).await?;
     let reply = loop {
-        let frame = ana.recv_json().await?;
+        let frame = ana.recv_json().await.map_err(|failure| {
+            failure
+                .expected("el mensaje de 500 «ñ», difundido (o un error)")
+                .hint("Un mensaje de exactamente MAX_TEXT_CHARS caracteres es válido: difúndelo.")
+        })?;
         if frame["type"] == "message" || frame["type"] == "error" {
             break frame;
         }

@@ -1153,7 +1153,11 @@ async fn rejects_unknown_and_expired_tokens() -> Result<(), Failure> {
     let mut late = WsClient::connect(&server.ws_url("/ws")).await?;
     late.send_json(&json!({"type": "rejoin", "token": token}))
         .await?;
-    let answer = late.recv_json().await?;
+    let answer = late.recv_json().await.map_err(|failure| {
+        failure
+            .expected(r#"{"type":"error","code":"unknown_token",…} al volver pasada la gracia"#)
+            .hint("un `rejoin` con un token que ya no existe se contesta con `unknown_token`, nunca con silencio")
+    })?;
     if answer["type"] != "error" || answer["code"] != "unknown_token" {
         return Err(Failure::new("ana volvió pasada su gracia (2 ticks) y se le aceptó el token")
             .expected(r#"{"type":"error","code":"unknown_token",…}"#)
@@ -1273,7 +1277,11 @@ async fn malformed_frames_get_errors() -> Result<(), Failure> {
     if !matches!(binary, Ok(Ok(()))) {
         return Err(Failure::new("no se pudo enviar un frame binario"));
     }
-    let answer = ana.recv_json().await?;
+    let answer = ana.recv_json().await.map_err(|failure| {
+        failure
+            .expected(r#"{"type":"error","code":"bad_frame",…} por un frame binario"#)
+            .hint("`Message::Binary(_)` también es un frame que no entiendes: contesta `bad_frame` y sigue en el bucle")
+    })?;
     if answer["type"] != "error" || answer["code"] != "bad_frame" {
         return Err(Failure::new("un frame binario no recibió el error bad_frame")
             .expected(r#"{"type":"error","code":"bad_frame",…}"#)
