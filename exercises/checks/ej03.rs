@@ -549,10 +549,17 @@ async fn report_expires_at_ttl() -> Result<(), Failure> {
     }
     tokio::time::advance(Duration::from_millis(1)).await;
     if cache.get().is_some() {
+        // One more second tells an off-by-one (`<=`) from a clock the test cannot move.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let hint = if cache.get().is_some() {
+            "ni un segundo después del TTL caduca: usa `tokio::time::Instant`, no `std::time::Instant` (el test adelanta el reloj de Tokio con `advance`), y compara con el `ttl` de la caché"
+        } else {
+            "un segundo después sí caduca: al cumplirse el TTL justo el informe ya no vale, así que compara `stored_at.elapsed() < ttl` (con `<`, no `<=`)"
+        };
         return Err(Failure::new("el informe sigue vigente al cumplirse el TTL")
             .expected("None al llegar a los 5 s")
             .got("el informe")
-            .hint("usa `tokio::time::Instant`, no `std::time::Instant`: el test adelanta el reloj de Tokio con `advance`"));
+            .hint(hint));
     }
     cache.put(report);
     cache.invalidate();
