@@ -9,6 +9,8 @@
 //!                  el chat y los errores). Reutiliza sus ideas; aquí el hub es un poco distinto.
 //! Compruébalo:     cargo test -p exercises ej01
 //!                  cargo run -p exercises --bin grade -- --ejercicio 1
+//!                  (la primera vez compila todas las dependencias: varios minutos, unos 8 en
+//!                  una máquina de 2 núcleos; después, cada vuelta tarda unos segundos).
 //!
 //! # El protocolo
 //!
