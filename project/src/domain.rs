@@ -79,7 +79,14 @@ impl fmt::Display for RoomId {
     }
 }
 
-/// An e-mail address, checked for shape only (the only real check is sending a mail to it).
+/// An e-mail address: a bare `local@domain`, as a mailbox name and nothing else.
+///
+/// No display name, quotes, angle brackets, comments, lists, spaces, control or invisible
+/// characters: a mailer would read those forms (`<victim@corp.example.com>`,
+/// `"victim"@corp.example.com`) as another address than the text the uniqueness check saw, and
+/// deliver one user's mail to another. The local part is dot-separated atoms (RFC 5322
+/// `atext`, plus letters beyond ASCII); the domain is two or more labels of letters, digits and
+/// inner hyphens. Shape is all that is checked: the only real check is sending a mail to it.
 ///
 /// Uniqueness is case-insensitive, so the backends index it by [`Email::key`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,16 +95,22 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let invalid = || Invalid("el e-mail no es válido".into());
+        let invalid = || {
+            Invalid(
+                "el e-mail no es válido: escribe solo la dirección, como ana@example.com".into(),
+            )
+        };
         let (local, domain) = raw.split_once('@').ok_or_else(invalid)?;
-        let well_formed = !local.is_empty()
-            && raw.len() <= 254
-            && !domain.contains('@')
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
-        if well_formed {
+        let well_formed = raw.len() <= 254
+            && (1..=64).contains(&local.len())
+            && is_dot_atom(local, |c| {
+                c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || is_letter(c)
+            })
+            && domain.len() <= 253
+            && domain.split('.').count() >= 2
+            && domain.split('.').all(is_domain_label);
+        // The mailer must be able to send to it too.
+        if well_formed && raw.parse::<lettre::Address>().is_ok() {
             Ok(Self(raw.to_owned()))
         } else {
             Err(invalid())
@@ -112,6 +125,28 @@ impl Email {
     pub fn key(&self) -> String {
         self.0.to_lowercase()
     }
+}
+
+/// A letter or digit beyond ASCII (`josé`, `ñandú`), never a space, a mark alone, a control,
+/// format or invisible character.
+fn is_letter(c: char) -> bool {
+    !c.is_ascii() && c.is_alphanumeric() && !is_invisible(c)
+}
+
+/// Non-empty atoms of `atom_char` separated by single dots: no dot first, last or twice.
+fn is_dot_atom(text: &str, atom_char: impl Fn(char) -> bool) -> bool {
+    text.split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(&atom_char))
+}
+
+/// A DNS label: 1–63 bytes of letters and digits, with hyphens inside only.
+fn is_domain_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || is_letter(c))
 }
 
 /// A room's display name: 1–64 characters once trimmed, with something visible, and no
@@ -328,16 +363,37 @@ mod tests {
             "a b@x.com",
             "a@@x.com",
             "a@.com",
+            "<a@x.com>",
+            "\"a\"@x.com",
+            "A <a@x.com>",
+            "a@x.com,b@x.com",
+            "a\u{0}@x.com",
+            "a\u{2060}@x.com",
+            &format!("{}@x.com", "a".repeat(65)),
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in [
+            "a@x.co",
+            "a.b+c@x-y.example",
+            "josé@ñandú.es",
+            "{t}|~@x.com",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?} should be accepted");
         }
     }
 
     #[test]
     fn room_names_refuse_controls_bidi_overrides_and_invisible_names() {
-        assert_eq!(RoomName::parse("  Proyecto X ").unwrap().as_str(), "Proyecto X");
+        assert_eq!(
+            RoomName::parse("  Proyecto X ").unwrap().as_str(),
+            "Proyecto X"
+        );
         assert!(RoomName::parse("Café ☕ 🎉").is_ok());
-        assert!(RoomName::parse("ש\u{200F}ם").is_ok(), "a bidi mark (not an override) is fine");
+        assert!(
+            RoomName::parse("ש\u{200F}ם").is_ok(),
+            "a bidi mark (not an override) is fine"
+        );
         for bad in [
             "",
             "   ",

@@ -335,6 +335,124 @@ async fn each_invalid_email_is_refused_with_invalid_input() {
 }
 
 #[tokio::test]
+async fn an_address_that_is_not_a_bare_local_at_domain_is_refused() {
+    // Arrange: each of these could reach another mailbox than the one it seems to name (a
+    // mailer reads the display name, the quotes or the list), so none may register.
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let invalid = [
+        "<victim@corp.example.com>",
+        "\"victim\"@corp.example.com",
+        "Victim <victim@corp.example.com>",
+        "victim@corp.example.com>",
+        "victim@corp.example.com,otro@example.com",
+        "victim,otro@example.com",
+        "(jefe)victim@corp.example.com",
+        "victim@[10.0.0.1]",
+        "vic\\tim@corp.example.com",
+        "victim;x@corp.example.com",
+        "vic\u{7}tim@corp.example.com",
+        "vic\u{85}tim@corp.example.com",
+        "victim\u{200b}@corp.example.com",
+        "victim@corp\u{202e}.example.com",
+        "victim\u{a0}@corp.example.com",
+        ".victim@corp.example.com",
+        "victim.@corp.example.com",
+        "vic..tim@corp.example.com",
+        "victim@corp..example.com",
+        "victim@-corp.example.com",
+        "victim@corp-.example.com",
+        "victim@corp_x.example.com",
+    ];
+
+    for (n, email) in invalid.into_iter().enumerate() {
+        // Act
+        let answer = app
+            .post(
+                "/auth/register",
+                None,
+                &register_body(&format!("usuario{n}"), PASSWORD, email),
+            )
+            .await;
+
+        // Assert
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{email:?} is refused: {answer:?}"
+        );
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    }
+}
+
+#[tokio::test]
+async fn ordinary_addresses_are_accepted() {
+    // Arrange
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let valid = [
+        "ana.perez+chat@sub.example.com",
+        "o'brien@example.ie",
+        "a_b-c@ex-ample.co.uk",
+        "josé@ejemplo.es",
+        "x@ñandú.example",
+    ];
+
+    for (n, email) in valid.into_iter().enumerate() {
+        // Act
+        let answer = app
+            .post(
+                "/auth/register",
+                None,
+                &register_body(&format!("usuario{n}"), PASSWORD, email),
+            )
+            .await;
+
+        // Assert
+        assert_eq!(answer.status, StatusCode::CREATED, "{email:?}: {answer:?}");
+        assert_eq!(answer.body["email"], email);
+    }
+}
+
+async fn a_bracketed_or_quoted_form_of_a_taken_address_cannot_register(app: TestApp) {
+    // Arrange
+    let first = app
+        .post(
+            "/auth/register",
+            None,
+            &register_body("victima", PASSWORD, "victim@corp.example.com"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+
+    for (n, email) in [
+        "<victim@corp.example.com>",
+        "\"victim\"@corp.example.com",
+        "<VICTIM@corp.example.com>",
+        "Victim@Corp.Example.com",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Act
+        let answer = app
+            .post(
+                "/auth/register",
+                None,
+                &register_body(&format!("atacante{n}"), PASSWORD, email),
+            )
+            .await;
+
+        // Assert: refused, either as malformed or as taken; never a second account.
+        assert!(
+            matches!(
+                answer.status,
+                StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT
+            ),
+            "{email:?}: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_refused_registration_leaves_the_username_free() {
     // Arrange
     let app = spawn_app(Backend::Memory).await.unwrap();
@@ -896,6 +1014,7 @@ crate::on_both_backends!(
     each_registered_user_gets_a_different_id,
     a_taken_username_is_a_conflict,
     an_email_taken_in_another_case_is_a_conflict,
+    a_bracketed_or_quoted_form_of_a_taken_address_cannot_register,
     a_conflicting_registration_stores_nothing,
     login_answers_a_bearer_token_that_lasts_an_hour,
     the_token_of_login_proves_the_user_at_me,
