@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, HistoryQuery, RoomEvent};
 use crate::cache::Cached;
-use crate::domain::{Room, RoomId, Username};
+use crate::domain::{Room, RoomId, RoomName, Username};
 use crate::error::{ApiError, extract};
 
 pub fn router() -> Router<AppState> {
@@ -108,7 +108,7 @@ struct CreateRoom {
         (status = 201, description = "Sala creada", body = RoomSummary),
         (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
         (status = 409, description = "Ya existe una sala con ese id (`conflict`)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "El id no es un slug o el nombre no tiene de 1 a 64 caracteres (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "El id no es un slug, o el nombre no tiene de 1 a 64 caracteres, no tiene nada visible o lleva caracteres de control o de cambio de dirección del texto (`invalid_input`)", body = crate::openapi::ErrorBody),
     ),
 )]
 async fn create_room(
@@ -117,15 +117,10 @@ async fn create_room(
     extract::Json(request): extract::Json<CreateRoom>,
 ) -> Result<(StatusCode, Json<RoomSummary>), ApiError> {
     let room_id = RoomId::parse(&request.id)?;
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiError::InvalidInput(
-            "el nombre de la sala debe tener de 1 a 64 caracteres".into(),
-        ));
-    }
+    let name = RoomName::parse(&request.name)?;
     let room = Room {
         id: room_id.as_str().to_owned(),
-        name: name.to_owned(),
+        name: name.as_str().to_owned(),
         private: request.private,
         created_by: Some(caller.username.clone()),
     };

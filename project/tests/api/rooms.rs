@@ -338,6 +338,110 @@ async fn an_empty_room_name_is_invalid_input() {
     assert_eq!(listed(&app, &token, "sin-nombre").await, None);
 }
 
+#[tokio::test]
+async fn a_room_name_with_control_or_bidi_override_characters_is_invalid_input() {
+    // Arrange: each could forge a log line or an e-mail header (CR/LF, NUL), repaint a
+    // terminal (ANSI escapes), or show a name backwards (bidi overrides and isolates).
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let token = app.signup("ana").await;
+    let names = [
+        "Sala\u{0}nula",
+        "Sala\r\nX-Falso: 1",
+        "\u{1b}[31mroja\u{1b}[0m",
+        "Sala\u{7f}",
+        "Sala\u{85}C1",
+        "Sala\u{9b}31m",
+        "Pagos \u{202E}fdp.exe",
+        "\u{202A}Sala",
+        "\u{202B}Sala",
+        "\u{202C}Sala",
+        "\u{202D}Sala",
+        "Sala \u{2066}x",
+        "Sala \u{2067}x",
+        "Sala \u{2068}x",
+        "Sala \u{2069}",
+        "\u{200B}\u{200B}\u{2060}",
+    ];
+
+    for (n, name) in names.into_iter().enumerate() {
+        // Act
+        let id = format!("sala-{n}");
+        let answer = app
+            .post(
+                "/rooms",
+                Some(&token),
+                &json!({ "id": id, "name": name, "private": false }),
+            )
+            .await;
+
+        // Assert
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name:?} is refused: {answer:?}"
+        );
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_eq!(listed(&app, &token, &id).await, None);
+    }
+}
+
+#[tokio::test]
+async fn room_names_in_any_script_with_emoji_and_bidi_marks_are_accepted() {
+    // Arrange
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let token = app.signup("ana").await;
+
+    for (n, name) in [
+        "Café ☕",
+        "日本語のチャット",
+        "שלום\u{200F} עולם",
+        "🎉 Fiesta 🎉",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Act
+        let answer = app
+            .post(
+                "/rooms",
+                Some(&token),
+                &json!({ "id": format!("sala-{n}"), "name": name, "private": false }),
+            )
+            .await;
+
+        // Assert
+        assert_eq!(answer.status, StatusCode::CREATED, "{name:?}: {answer:?}");
+        assert_eq!(answer.body["name"], name);
+    }
+}
+
+async fn a_text_with_no_visible_character_is_empty_text_and_not_stored(app: TestApp) {
+    // Arrange
+    let token = app.signup("ana").await;
+    let mut ana = app.ws(&token).await;
+    ana.join("general").await;
+    let invisible = [
+        "\u{200B}",
+        "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}",
+        " \u{00A0}\u{3000}\u{2028}\t",
+        "\u{202E}\u{2066}\u{E0041}\u{FE0F}\u{AD}\u{3164}",
+    ];
+
+    for text in invisible {
+        // Act
+        ana.send_json(json!({ "type": "send", "room": "general", "text": text }))
+            .await;
+
+        // Assert
+        assert_eq!(ana.recv_error().await, "empty_text", "{text:?}");
+    }
+    // A lone combining mark is visible: it is stored, and nothing before it was.
+    let mark = ana.say("general", "\u{301}").await;
+    assert_eq!(mark["text"], "\u{301}");
+    let history = app.history(&token, "general").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Private rooms and invitations
 // ---------------------------------------------------------------------------------------------
@@ -814,4 +918,5 @@ crate::on_both_backends!(
     history_of_a_private_room_is_forbidden_to_non_members_and_open_to_members,
     history_items_are_identical_to_the_live_message_frames,
     history_holds_the_messages_of_its_own_room_only,
+    a_text_with_no_visible_character_is_empty_text_and_not_stored,
 );
