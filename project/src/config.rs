@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_HASH_WAIT_MS", default_value_t = 2000)]
     pub hash_wait_ms: u64,
 
+    /// Rooms one user may create in any sliding hour (admins are exempt; refused attempts do
+    /// not count); one more is 429 with `Retry-After`. 0: no limit.
+    #[arg(long, env = "CHAT_ROOMS_PER_HOUR", default_value_t = 30)]
+    pub rooms_per_hour: u64,
+
     /// Background jobs: mention e-mails (SMTP or outbox), retries, the periodic sweep. They live
     /// beside the code that uses them, in [`crate::jobs::JobsConfig`].
     #[command(flatten)]

@@ -196,6 +196,24 @@ pub trait LoginLimiter: Send + Sync {
     async fn reset(&self, username: &str) -> StoreResult<()>;
 }
 
+/// Events of one key in a sliding window: the rooms each user created in the last hour.
+///
+/// Each event is a ticket with its time; the window slides, so a user who created 30 rooms
+/// between 10:00 and 10:20 may create the next one at 11:00, when the first leaves the window.
+#[async_trait]
+pub trait RoomQuota: Send + Sync {
+    /// Takes one of the `limit` places of `user` in the `window` ending now: `Ok(ticket)`, or
+    /// `Err(wait)` when all are taken (`wait`: until the oldest leaves the window).
+    async fn take(
+        &self,
+        user: &str,
+        limit: u64,
+        window: Duration,
+    ) -> StoreResult<Result<String, Duration>>;
+    /// Gives back a place taken for a room that was not created: refused attempts do not count.
+    async fn give_back(&self, user: &str, ticket: &str) -> StoreResult<()>;
+}
+
 /// Failures allowed per username and window before logins are refused.
 pub const LOGIN_MAX_FAILURES: u64 = 5;
 /// The login limiter's window.
@@ -210,6 +228,7 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     pub fanout: Arc<dyn Fanout>,
     pub login_limiter: Arc<dyn LoginLimiter>,
+    pub room_quota: Arc<dyn RoomQuota>,
     /// Answers `/ready`: `None` for the in-process backend, else a named check.
     pub health: Option<Arc<dyn HealthCheck>>,
 }

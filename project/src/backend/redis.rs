@@ -3,9 +3,9 @@
 //!
 //! One file per job, like the traits: `store` (users and rooms), `log` (history and the broadcast
 //! of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
-//! local hub) and `limiter` (failed logins). Every step that must not be
-//! interleaved with another node's is one Lua script (the `*.lua` files beside this one): Redis
-//! runs a script from start to end without running anything else in between.
+//! local hub), `limiter` (login attempts) and `quota` (rooms created per user). Every step that
+//! must not be interleaved with another node's is one Lua script (the `*.lua` files beside this
+//! one): Redis runs a script from start to end without running anything else in between.
 //!
 //! # Key layout
 //! Every key and channel starts with a prefix (`chat` by default), so that several apps (or
@@ -23,7 +23,8 @@
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
 //! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
 //! | `{p}:sessions:{user}` | sorted set | all the user's connection ids, joined or not, scored by expiry (ms) |
-//! | `{p}:login:{username}` | string | failed logins in the current window (expires with it) |
+//! | `{p}:login:{username}` | string | login attempts in the current window (expires with it) |
+//! | `{p}:room_quota:{user}` | sorted set | tickets of the rooms the user created in the last hour, scored by when (ms) |
 //! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
 
 mod fanout;
@@ -31,6 +32,7 @@ mod limiter;
 mod log;
 mod presence;
 pub(crate) mod pubsub;
+mod quota;
 mod store;
 
 use std::sync::Arc;
@@ -86,7 +88,8 @@ pub async fn backends(
         messages: Arc::new(log::RedisLog::new(conn.clone(), keys.clone())),
         presence,
         fanout: Arc::new(fanout::RedisFanout::new(conn.clone(), keys.clone())),
-        login_limiter: Arc::new(limiter::RedisLoginLimiter::new(conn.clone(), keys)),
+        login_limiter: Arc::new(limiter::RedisLoginLimiter::new(conn.clone(), keys.clone())),
+        room_quota: Arc::new(quota::RedisRoomQuota::new(conn.clone(), keys)),
         health: Some(Arc::new(RedisHealth { conn })),
     })
 }
@@ -165,6 +168,10 @@ impl Keys {
 
     fn login(&self, username: &str) -> String {
         format!("{}:login:{username}", self.prefix)
+    }
+
+    fn room_quota(&self, user: &str) -> String {
+        format!("{}:room_quota:{user}", self.prefix)
     }
 
     fn events(&self) -> String {

@@ -98,6 +98,30 @@ struct CreateRoom {
     private: bool,
 }
 
+/// The sliding window of `CHAT_ROOMS_PER_HOUR`.
+const ROOM_QUOTA_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Takes one of the caller's room creations of the last hour: `None` for admins (exempt) or
+/// with no limit configured, else the ticket to give back if the room is not created; 429 with
+/// `Retry-After` when all are taken.
+async fn take_room_place(state: &AppState, caller: &AuthUser) -> Result<Option<String>, ApiError> {
+    let limit = state.config.rooms_per_hour;
+    if caller.is_admin() || limit == 0 {
+        return Ok(None);
+    }
+    let quota = &state.backends.room_quota;
+    match quota
+        .take(&caller.username, limit, ROOM_QUOTA_WINDOW)
+        .await?
+    {
+        Ok(ticket) => Ok(Some(ticket)),
+        Err(wait) => {
+            tracing::info!(user = %caller.username, "límite de creación de salas alcanzado");
+            Err(ApiError::RateLimited(wait))
+        }
+    }
+}
+
 #[utoipa::path(
     post, path = "/rooms", tag = "salas",
     summary = "Crear una sala",
@@ -108,6 +132,8 @@ struct CreateRoom {
         (status = 201, description = "Sala creada", body = RoomSummary),
         (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
         (status = 409, description = "Ya existe una sala con ese id (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Ya creaste 30 salas en la última hora (`rate_limited`; `CHAT_ROOMS_PER_HOUR`, los admins no tienen límite y los intentos rechazados no cuentan)", body = crate::openapi::ErrorBody,
+            headers(("Retry-After" = u64, description = "Segundos hasta que quede un hueco, de 1 a 3600"))),
         (status = 422, description = "El id no es un slug, o el nombre no tiene de 1 a 64 caracteres, no tiene nada visible o lleva caracteres de control o de cambio de dirección del texto (`invalid_input`)", body = crate::openapi::ErrorBody),
     ),
 )]
@@ -124,7 +150,18 @@ async fn create_room(
         private: request.private,
         created_by: Some(caller.username.clone()),
     };
-    state.backends.rooms.create_room(room.clone()).await?;
+    // Take a place in the caller's hourly quota first (atomically, on every node), and give it
+    // back if the room cannot be created: only rooms that exist count.
+    let ticket = take_room_place(&state, &caller).await?;
+    if let Err(error) = state.backends.rooms.create_room(room.clone()).await {
+        if let Some(ticket) = ticket {
+            let quota = &state.backends.room_quota;
+            if let Err(error) = quota.give_back(&caller.username, &ticket).await {
+                tracing::warn!(%error, user = %caller.username, "no se pudo devolver un hueco de creación de salas");
+            }
+        }
+        return Err(error.into());
+    }
     state.cache.invalidate_rooms().await;
     tracing::info!(room = %room_id, user = %caller.username, private = room.private, "room created");
     Ok((StatusCode::CREATED, Json(summary(&state, room).await?)))

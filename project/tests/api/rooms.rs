@@ -442,6 +442,130 @@ async fn a_text_with_no_visible_character_is_empty_text_and_not_stored(app: Test
     assert_eq!(history.len(), 1, "{history:?}");
 }
 
+/// Asserts the 429 of the room-creation limit, with a `Retry-After` of 1 to 3600 whole seconds.
+fn assert_room_limit(answer: &Answer) {
+    assert_error(answer, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let seconds: u64 = answer
+        .headers
+        .get(reqwest::header::RETRY_AFTER)
+        .unwrap_or_else(|| panic!("a 429 carries Retry-After: {answer:?}"))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=3600).contains(&seconds),
+        "Retry-After is 1–3600 s, got {seconds}"
+    );
+}
+
+async fn a_user_creates_at_most_30_rooms_an_hour_and_refused_attempts_do_not_count(app: TestApp) {
+    // Arrange: 29 rooms, then attempts that are refused for other reasons (a taken id, an
+    // invalid name): they must not use up the 30th.
+    let ana = app.signup("ana").await;
+    for n in 0..29 {
+        let answer = app.create_room(&ana, &format!("ana-{n}"), n % 2 == 0).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "room {n}: {answer:?}");
+    }
+    assert_eq!(
+        app.create_room(&ana, "ana-0", false).await.status,
+        StatusCode::CONFLICT
+    );
+    let bad_name = json!({ "id": "ana-x", "name": "\u{0}", "private": false });
+    assert_eq!(
+        app.post("/rooms", Some(&ana), &bad_name).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.create_room(&ana, "ana-29", false).await.status,
+        StatusCode::CREATED
+    );
+
+    // Act
+    let over = app.create_room(&ana, "ana-30", true).await;
+    let again = app.create_room(&ana, "ana-31", false).await;
+
+    // Assert
+    assert_room_limit(&over);
+    assert_room_limit(&again);
+    assert_eq!(
+        listed(&app, &ana, "ana-30").await,
+        None,
+        "a refused room does not exist"
+    );
+    // Counted per user; admins are exempt.
+    let bea = app.signup("bea").await;
+    assert_eq!(
+        app.create_room(&bea, "bea-0", false).await.status,
+        StatusCode::CREATED
+    );
+    let admin = app.admin_token().await;
+    for n in 0..31 {
+        let answer = app.create_room(&admin, &format!("admin-{n}"), false).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "admin room {n}: {answer:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_room_creation_limit_is_configurable() {
+    // Arrange
+    let mut config = test_config(Backend::Memory).await.unwrap();
+    config.rooms_per_hour = 2;
+    let app = spawn_app_with(config).await;
+    let ana = app.signup("ana").await;
+    for id in ["uno", "dos"] {
+        assert_eq!(
+            app.create_room(&ana, id, false).await.status,
+            StatusCode::CREATED
+        );
+    }
+
+    // Act
+    let answer = app.create_room(&ana, "tres", false).await;
+
+    // Assert
+    assert_room_limit(&answer);
+}
+
+#[tokio::test]
+async fn the_room_creation_limit_holds_across_two_nodes() {
+    // Arrange: two nodes of one cluster; ana creates 15 rooms on each.
+    let Some(config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    let node_a = spawn_app_with(config.clone()).await;
+    let node_b = spawn_app_with(config).await;
+    let ana = node_a.signup("ana").await;
+    for n in 0..15 {
+        assert_eq!(
+            node_a
+                .create_room(&ana, &format!("a-{n}"), false)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            node_b
+                .create_room(&ana, &format!("b-{n}"), false)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+
+    // Act
+    let on_a = node_a.create_room(&ana, "a-15", false).await;
+    let on_b = node_b.create_room(&ana, "b-15", false).await;
+
+    // Assert
+    assert_room_limit(&on_a);
+    assert_room_limit(&on_b);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Private rooms and invitations
 // ---------------------------------------------------------------------------------------------
@@ -919,4 +1043,5 @@ crate::on_both_backends!(
     history_items_are_identical_to_the_live_message_frames,
     history_holds_the_messages_of_its_own_room_only,
     a_text_with_no_visible_character_is_empty_text_and_not_stored,
+    a_user_creates_at_most_30_rooms_an_hour_and_refused_attempts_do_not_count,
 );
