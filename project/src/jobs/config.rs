@@ -29,6 +29,11 @@ pub struct JobsConfig {
     #[arg(long, env = "CHAT_MENTION_EMAIL_WINDOW_SECS", default_value_t = 600)]
     pub mention_email_window_secs: u64,
 
+    /// At most this many mention e-mails per recipient in any sliding hour, across all rooms
+    /// and every node; a mention over the cap queues no job. 0: no cap.
+    #[arg(long, env = "CHAT_MENTION_EMAILS_PER_HOUR", default_value_t = 10)]
+    pub mention_emails_per_hour: u64,
+
     /// Attempts of a job before it is `dead` (1 = no retries).
     #[arg(
         long = "job-max-attempts",

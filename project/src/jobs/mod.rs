@@ -8,7 +8,8 @@
 //! - `email.rs`: the Spanish templates and the mailer (SMTP, or `.eml` files in an outbox);
 //! - `worker.rs`: the apalis workers: run a job, retry it with exponential backoff, give up;
 //! - `schedule.rs`: the periodic sweep of old records, once per period in the whole cluster;
-//! - `window.rs`: at most one mention e-mail per (user, room) per window;
+//! - `window.rs`: at most one mention e-mail per (user, room) per window, and a few per user
+//!   per hour;
 //! - `routes.rs`: `GET /admin/jobs`.
 //!
 //! [`crate::mentions`] decides who gets a `notification` frame and who gets an e-mail job.
@@ -42,7 +43,7 @@ pub use routes::router;
 use self::email::{EmailJob, Mailer, Mention};
 use self::queue::EmailQueue;
 use self::store::JobStore;
-use self::window::EmailWindow;
+use self::window::{Claim, EmailWindow};
 use crate::app::AppState;
 use crate::backend::{StoreError, StoreResult};
 use crate::dashboard::activity::{Activity, ActivityFeed};
@@ -239,7 +240,8 @@ impl Jobs {
     // ANCHOR_END: message_sent
 
     /// Queues the e-mail for a mention, unless that user got one about that room within the
-    /// window (then `None`). Returns the job id.
+    /// window, or their e-mails of the last hour reached the cap (then `None`). Returns the job
+    /// id.
     pub async fn queue_mention_email(&self, mention: Mention) -> StoreResult<Option<String>> {
         let shared = &self.shared;
         let waiting = self.counts().await?;
@@ -248,13 +250,20 @@ impl Jobs {
             return Ok(None);
         }
         let window = shared.config.mention_email_window();
-        if !shared
-            .window
-            .claim(&mention.user, &mention.room, window)
+        let per_hour = shared.config.mention_emails_per_hour;
+        match (shared.window)
+            .claim(&mention.user, &mention.room, window, per_hour)
             .await?
         {
-            tracing::debug!(user = %mention.user, room = %mention.room, "e-mail reciente: no se repite");
-            return Ok(None);
+            Claim::Granted => {}
+            Claim::Recent => {
+                tracing::debug!(user = %mention.user, room = %mention.room, "e-mail reciente: no se repite");
+                return Ok(None);
+            }
+            Claim::Capped => {
+                tracing::info!(user = %mention.user, room = %mention.room, "tope de e-mails de mención por hora: no se envía");
+                return Ok(None);
+            }
         }
         let job = EmailJob {
             id: uuid::Uuid::new_v4().to_string(),

@@ -682,20 +682,28 @@ function messageEl(msg, pending = false) {
     }
   }
   const body = el('div', 'text');
-  if (appendTextWithMentions(body, msg.text)) li.classList.add('mentions-me');
+  if (appendTextWithMentions(body, msg.text, msg.user)) li.classList.add('mentions-me');
   li.append(meta, body);
   return li;
 }
 
-// Trocea el texto en nodos de texto y <span class="mention">. Devuelve si me mencionan.
-function appendTextWithMentions(container, text) {
-  const re = /(?<![\w@])@([a-z0-9_]{3,32})/gi; // mismo formato que los nombres de usuario
+// Una mención, con la MISMA regla que el servidor (`parse` en project/src/mentions.rs; la
+// prueba de navegador `mentions_are_highlighted_with_the_servers_rule` compara las dos): una
+// `@` al principio o tras un carácter que no puede ir en un nombre (otra `@` sí puede ir
+// delante: `@@ana` menciona a ana), seguida de un nombre ENTERO de 3 a 32 caracteres
+// [A-Za-z0-9_] (con uno más ya no es una mención, no se corta en 32). Sin la bandera `i`: con
+// ella `[a-z]` aceptaría letras que no son ASCII.
+const MENTION_RE = /(?<![A-Za-z0-9_])@([A-Za-z0-9_]{3,32})(?![A-Za-z0-9_])/g;
+
+// Trocea el texto en nodos de texto y <span class="mention">. Devuelve si me mencionan (como
+// el servidor: nunca en un mensaje mío).
+function appendTextWithMentions(container, text, author) {
   let last = 0;
   let mentionsMe = false;
-  for (const match of text.matchAll(re)) {
+  for (const match of text.matchAll(MENTION_RE)) {
     container.append(text.slice(last, match.index)); // append(string) crea un nodo de TEXTO
     const span = el('span', 'mention', match[0]);
-    if (state.me && match[1].toLowerCase() === state.me.username.toLowerCase()) {
+    if (state.me && !isMe(author) && match[1].toLowerCase() === state.me.username.toLowerCase()) {
       span.classList.add('mention-me');
       mentionsMe = true;
     }

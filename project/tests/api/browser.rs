@@ -182,6 +182,84 @@ async fn dashboard_message_counter_changes_when_a_message_is_sent() {
         .await;
 }
 
+/// The web client highlights exactly the mentions the server notifies (`chat::mentions::parse`),
+/// `@@bea` included, and marks a message as mentioning me only when someone else wrote it.
+#[tokio::test]
+async fn mentions_are_highlighted_with_the_servers_rule() {
+    let Some(mut browsers) = Browsers::start("mentions_highlight").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let bea_page = browsers.open("bea", &app.url("")).await;
+    let long = "a".repeat(33);
+    let texts = [
+        "@@bea ¿lo ves?".to_owned(),
+        "escribe a bea@example.com o a (@Bea)".to_owned(),
+        "@ab es corto, @ sola, fin.@carl_9 y é@dani".to_owned(),
+        format!("@{long} no, @{} sí", &long[..32]),
+        "@beatriz no es @bea, @bea_2 es otra; @BEA sí".to_owned(),
+    ];
+
+    browsers
+        .run(async {
+            // Arrange: bea in the web client; ana and bea's own second session write.
+            bea_page.register("bea").await;
+            let ana_token = app.signup("ana").await;
+            let mut ana = app.ws(&ana_token).await;
+            ana.join("general").await;
+            let bea_token = app.token("bea", PASSWORD).await;
+            let mut bea = app.ws(&bea_token).await;
+            bea.join("general").await;
+
+            // Act
+            for text in &texts {
+                ana.say("general", text).await;
+            }
+            bea.say("general", "yo misma: @bea").await;
+            bea_page.wait_for_message("yo misma: @bea").await;
+
+            // Assert: per message, the highlighted names are the server's mentions.
+            let script =
+                "return [...document.querySelectorAll('#message-list li.message[data-id]')]
+                .map((li) => ({
+                    text: li.querySelector('.text').textContent,
+                    names: [...li.querySelectorAll('.mention')].map((s) => s.textContent),
+                    me: li.classList.contains('mentions-me'),
+                }));";
+            let shown = bea_page.js(script, json!([])).await;
+            let shown = shown.as_array().unwrap();
+            assert_eq!(shown.len(), texts.len() + 1, "{shown:?}");
+            for item in shown {
+                let text = item["text"].as_str().unwrap();
+                // Each name once, in order of appearance, as the server lists them.
+                let mut highlighted: Vec<String> = Vec::new();
+                for name in item["names"].as_array().unwrap() {
+                    let name = name
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches('@')
+                        .to_lowercase();
+                    if !highlighted.contains(&name) {
+                        highlighted.push(name);
+                    }
+                }
+                assert_eq!(
+                    highlighted,
+                    chat::mentions::parse(text),
+                    "highlighted in {text:?}"
+                );
+                let mentions_bea = chat::mentions::parse(text).contains(&"bea".to_owned());
+                let by_someone_else = !text.starts_with("yo misma");
+                assert_eq!(
+                    item["me"],
+                    json!(mentions_bea && by_someone_else),
+                    "mentions-me of {text:?}"
+                );
+            }
+        })
+        .await;
+}
+
 /// The shared story of the chat tests: ana registers and creates a room, bea registers and
 /// joins it, each sees the other online and typing, and both see both messages.
 async fn two_users_chat(ana: &Page, bea: &Page) {

@@ -171,7 +171,62 @@ on_each_backend!(
     an_email_about_a_private_room_never_contains_the_message,
     a_mailer_that_fails_twice_delivers_once_after_three_attempts,
     a_mailer_that_always_fails_ends_dead_after_five_attempts_and_chat_goes_on,
+    a_recipient_gets_at_most_10_mention_emails_an_hour_across_rooms,
 );
+
+async fn a_recipient_gets_at_most_10_mention_emails_an_hour_across_rooms(backend: Backend) {
+    // Arrange: ana creates 11 rooms; bea joins them all once and goes offline; carl is an
+    // offline member of the last one only.
+    let Some(config) = jobs_config(backend).await else {
+        return;
+    };
+    let outbox = config.jobs.outbox.clone();
+    let app = spawn_app_with(config).await;
+    let ana_token = app.signup("ana").await;
+    let rooms: Vec<String> = (0..11).map(|n| format!("sala-{n}")).collect();
+    for room in &rooms {
+        assert_eq!(
+            app.create_room(&ana_token, room, false).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let bea_token = app.signup("bea").await;
+    let mut bea = app.ws(&bea_token).await;
+    for room in &rooms {
+        bea.join(room).await;
+    }
+    drop(bea);
+    offline_member(&app, "carl", "sala-10").await;
+    let mut ana = app.ws(&ana_token).await;
+
+    // Act: a mention of bea in each of 10 rooms (one e-mail per room is allowed by the
+    // per-room window), then an 11th room, where carl comes after her in the same message.
+    for room in &rooms[..10] {
+        ana.join(room).await;
+        ana.say(room, "@bea ¿lo ves?").await;
+    }
+    wait_for_emails(&outbox, 10).await;
+    ana.join("sala-10").await;
+    ana.say("sala-10", "@bea una más, y @carl").await;
+    let emails = wait_for_emails(&outbox, 11).await;
+
+    // Assert: bea's 11th mention queued no job; carl's e-mail is the 11th.
+    let to_bea = emails
+        .iter()
+        .filter(|e| header(e, "To") == "bea@example.com")
+        .count();
+    let to_carl = emails
+        .iter()
+        .filter(|e| header(e, "To") == "carl@example.com")
+        .count();
+    assert_eq!((to_bea, to_carl), (10, 1), "e-mails to bea and to carl");
+    let admin = app.admin_token().await;
+    let jobs = app.get("/admin/jobs", Some(&admin)).await.body["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(jobs, 11, "no job for the mention over the cap");
+}
 
 async fn a_mention_of_an_online_user_is_a_notification_frame_and_no_email(backend: Backend) {
     // Arrange: bea is connected (in no room at all); carl is offline. Both are members.
