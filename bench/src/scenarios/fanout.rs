@@ -3,10 +3,11 @@
 //!
 //! Open loop: each sender sends `--messages` at `--rate` per second. Closed loop
 //! (`--window K`): besides the pace, at most K messages of a room are in flight, from their
-//! `send` until the sender gets its own echo back.
+//! `send` until every connection of the room has received them (so no reader of the generator
+//! falls more than K messages behind, and the test measures the server, not a lagging client).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -106,6 +107,19 @@ pub async fn run(
         .iter()
         .map(|_| opts.window.map(|k| Arc::new(Semaphore::new(k.max(1)))))
         .collect();
+    // Closed loop: per room, how many connections got each message (by sender and sequence).
+    let got: Vec<Arc<Vec<AtomicU32>>> = rooms
+        .iter()
+        .map(|_| {
+            let slots = if opts.window.is_some() {
+                senders * opts.messages
+            } else {
+                0
+            };
+            Arc::new((0..slots).map(|_| AtomicU32::new(0)).collect())
+        })
+        .collect();
+    let messages_per_sender = opts.messages;
     let (stop, stopped) = watch::channel(false);
     let cpu = CpuMeter::start(target.pid);
     let own_cpu = CpuMeter::start(Some(std::process::id()));
@@ -124,6 +138,8 @@ pub async fn run(
         let (mut sink, mut stream) = ws.split();
         let (latencies, tally, mut stopped) = (latencies.clone(), tally.clone(), stopped.clone());
         let window = windows[room_index].clone();
+        let got = got[room_index].clone();
+        let first_sender = room_index * senders;
         readers.push(tokio::spawn({
             let window = window.clone();
             async move {
@@ -145,7 +161,7 @@ pub async fn run(
                     match &*frame.kind {
                         // `message` from a chat; the baseline echoes the `send` frame itself.
                         "message" | "send" => {
-                            let Some((sender, sent_us)) =
+                            let Some((sender, seq, sent_us)) =
                                 frame.text.as_deref().and_then(parse_text)
                             else {
                                 continue;
@@ -154,8 +170,14 @@ pub async fn run(
                             latencies.record(i, now.saturating_sub(sent_us));
                             tally.received.fetch_add(1, Ordering::Relaxed);
                             tally.last_delivery_us.fetch_max(now, Ordering::Relaxed);
-                            if Some(sender) == me {
-                                if let Some(window) = &window {
+                            // The last connection of the room to get a message reopens the window.
+                            let slot = sender
+                                .checked_sub(first_sender)
+                                .map(|local| local * messages_per_sender + seq);
+                            if let (Some(window), Some(count)) =
+                                (&window, slot.and_then(|slot| got.get(slot)))
+                            {
+                                if count.fetch_add(1, Ordering::Relaxed) + 1 == clients as u32 {
                                     window.add_permits(1);
                                 }
                             }
@@ -291,11 +313,11 @@ pub async fn run(
     Ok(run)
 }
 
-/// `"<sender> <seq> <µs>"` → (sender, µs).
-fn parse_text(text: &str) -> Option<(usize, u64)> {
+/// `"<sender> <seq> <µs>"` → (sender, seq, µs).
+fn parse_text(text: &str) -> Option<(usize, usize, u64)> {
     let mut parts = text.split(' ');
     let sender = parts.next()?.parse().ok()?;
-    let _seq = parts.next()?;
+    let seq = parts.next()?.parse().ok()?;
     let sent_us = parts.next()?.parse().ok()?;
-    Some((sender, sent_us))
+    Some((sender, seq, sent_us))
 }
