@@ -66,6 +66,8 @@ impl Default for Fanout {
 struct Tally {
     received: AtomicU64,
     errors: AtomicU64,
+    /// The `code` of every error frame, counted (few: errors are rare and worth naming).
+    codes: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     closed: AtomicU64,
     last_delivery_us: AtomicU64,
 }
@@ -184,6 +186,10 @@ pub async fn run(
                         }
                         "error" => {
                             tally.errors.fetch_add(1, Ordering::Relaxed);
+                            let code = frame.code.as_deref().unwrap_or("?").to_owned();
+                            if let Ok(mut codes) = tally.codes.lock() {
+                                *codes.entry(code).or_default() += 1;
+                            }
                         }
                         _ => {}
                     }
@@ -303,6 +309,12 @@ pub async fn run(
             "faltaron entregas tras esperar {} s después del último envío",
             opts.drain_secs
         ));
+    }
+    if let Ok(codes) = tally.codes.lock() {
+        if !codes.is_empty() {
+            let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} × {n}")).collect();
+            run.note(format!("errores recibidos: {}", codes.join(", ")));
+        }
     }
     let closed = tally.closed.load(Ordering::Relaxed);
     if closed > 0 {
