@@ -15,6 +15,9 @@ use super::registry::{Check, Env, Failure};
 /// (a body stuck in a blocking loop never returns; the thread is then left behind).
 const GRACE: Duration = Duration::from_secs(2);
 
+/// What a check whose own body panicked reports, before [`explain_panic`] says why.
+const INTERRUPTED: &str = "la comprobación se interrumpió";
+
 /// Every check thread's name starts with this, so the panic hook knows whose panic it saw.
 const THREAD_PREFIX: &str = "check ";
 
@@ -62,7 +65,7 @@ pub fn run(check: &Check, env: &Env) -> Outcome {
                 let body = AssertUnwindSafe(body(env)).catch_unwind();
                 match tokio::time::timeout(timeout, body).await {
                     Ok(Ok(result)) => result,
-                    Ok(Err(_panic)) => Err(Failure::new("la comprobación se interrumpió")),
+                    Ok(Err(_panic)) => Err(Failure::new(INTERRUPTED)),
                     Err(_) => Err(timed_out(timeout)),
                 }
             });
@@ -75,8 +78,10 @@ pub fn run(check: &Check, env: &Env) -> Outcome {
         Ok(_) => match rx.recv_timeout(timeout + GRACE) {
             Ok(result) => result,
             Err(_) => Err(timed_out(timeout).hint(
-                "tu código bloquea el hilo (un bucle sin `.await`, o `std::thread::sleep` en código async): \
-                 usa `tokio::time::sleep` y no hagas trabajo pesado dentro de un handler",
+                "tu código bloquea el hilo: un bucle sin `.await`, `std::thread::sleep` en código async, \
+                 o un `std::sync::Mutex` que se bloquea dos veces (por ejemplo, llamar a una función que \
+                 lo toma mientras ya lo tienes tomado). Usa `tokio::time::sleep`, suelta el candado antes \
+                 de llamar a otra función que lo use y no hagas trabajo pesado dentro de un handler",
             )),
         },
     };
@@ -101,6 +106,7 @@ fn explain_panic(thread_name: &str, failure: Failure) -> Failure {
     let Some(message) = take_panic(thread_name) else {
         return failure;
     };
+    let unsolved = message.starts_with("not yet implemented");
     let what = match message.strip_prefix("not yet implemented") {
         Some(rest) => match rest.trim_start_matches(':').trim() {
             "" => "tu código llegó a un todo!() sin resolver".to_owned(),
@@ -110,10 +116,21 @@ fn explain_panic(thread_name: &str, failure: Failure) -> Failure {
     };
     let mut explained = Failure::new(what);
     explained.expected = failure.expected;
-    explained.got = failure.got.or(Some(failure.what));
-    explained.hint = failure
-        .hint
-        .or_else(|| Some("lee el mensaje del pánico: dice qué línea y qué caso fallan".into()));
+    // "Se interrumpió" says nothing the panic does not say better.
+    explained.got = failure
+        .got
+        .or((failure.what != INTERRUPTED).then_some(failure.what));
+    explained.hint = if unsolved {
+        Some(
+            "resuelve ese todo!(): es lo siguiente que le falta a tu código (el fichero y la línea \
+             van entre paréntesis)"
+                .into(),
+        )
+    } else {
+        failure
+            .hint
+            .or_else(|| Some("lee el mensaje del pánico: dice qué línea y qué caso fallan".into()))
+    };
     explained
 }
 
