@@ -239,6 +239,21 @@ async fn ready_answers_within_2_s_naming_redis_down_when_redis_is_frozen() {
     .await
     .expect("a request that needs Redis must give up in time");
     let rooms_took = started.elapsed();
+    let started = std::time::Instant::now();
+    let upgrade = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        WsClient::connect(
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                app.ws_url(&token),
+            )
+            .unwrap(),
+        ),
+    )
+    .await
+    .expect(
+        "a WebSocket upgrade (which counts the user's connections in Redis) must give up in time",
+    );
+    let upgrade_took = started.elapsed();
     redis.resume();
 
     // Assert
@@ -254,6 +269,17 @@ async fn ready_answers_within_2_s_naming_redis_down_when_redis_is_frozen() {
     assert!(
         rooms_took < std::time::Duration::from_secs(8),
         "a request on a frozen Redis took {rooms_took:?}"
+    );
+    match upgrade {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503, "{response:?}");
+        }
+        Err(other) => panic!("the upgrade failed without an HTTP answer: {other}"),
+        Ok(_) => panic!("an upgrade cannot be counted while Redis is frozen"),
+    }
+    assert!(
+        upgrade_took < std::time::Duration::from_secs(8),
+        "an upgrade on a frozen Redis took {upgrade_took:?}"
     );
     // Once Redis thaws, the server is ready again.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
