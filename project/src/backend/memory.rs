@@ -23,10 +23,7 @@ use crate::ws::hub::Hub;
 
 /// Builds the in-process implementation of every backend trait.
 pub fn backends(hub: Arc<Hub>) -> super::Backends {
-    let log = Arc::new(MemoryLog {
-        hub: hub.clone(),
-        rooms: DashMap::new(),
-    });
+    let log = Arc::new(MemoryLog::new(hub.clone()));
     super::Backends {
         users: Arc::new(MemoryUsers::default()),
         rooms: Arc::new(MemoryRooms::default()),
@@ -149,9 +146,19 @@ struct RoomLog {
 struct MemoryLog {
     hub: Arc<Hub>,
     rooms: DashMap<RoomId, Arc<Mutex<RoomLog>>>,
+    /// Every room's epoch: history lives as long as this process, so a new one per process.
+    epoch: String,
 }
 
 impl MemoryLog {
+    fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            rooms: DashMap::new(),
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
     fn room_log(&self, room: &RoomId) -> Arc<Mutex<RoomLog>> {
         self.rooms.entry(room.clone()).or_default().clone()
     }
@@ -235,6 +242,10 @@ impl MessageLog for MemoryLog {
             frames: log.frames[taken].to_vec(),
             has_more: available > limit,
         })
+    }
+
+    async fn epoch(&self, _room: &RoomId) -> StoreResult<String> {
+        Ok(self.epoch.clone())
     }
 }
 
@@ -428,10 +439,7 @@ mod tests {
     }
 
     async fn log_with(n: u64) -> MemoryLog {
-        let log = MemoryLog {
-            hub: Arc::new(Hub::new()),
-            rooms: DashMap::new(),
-        };
+        let log = MemoryLog::new(Arc::new(Hub::new()));
         for i in 1..=n {
             log.append(draft(&format!("m{i}"), None)).await.unwrap();
         }

@@ -122,6 +122,10 @@ pub trait MessageLog: Send + Sync {
     /// unless `(user, room, client_id)` was seen within [`IDEMPOTENCY_WINDOW`].
     async fn append(&self, draft: Draft) -> StoreResult<Appended>;
     async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage>;
+    /// The name of the room's history (`epoch` in `joined`, contract 1.1). It changes only when
+    /// that history was lost and ids may start again (an in-process server restarted, a Redis
+    /// emptied), so that a client's `since` from another epoch is never trusted.
+    async fn epoch(&self, room: &RoomId) -> StoreResult<String>;
 }
 
 /// Identifies one WebSocket connection across the cluster (a UUID).

@@ -19,6 +19,7 @@
 //! | `{p}:members:{room}` | set | usernames |
 //! | `{p}:seq:{room}` | string | the room's last message id |
 //! | `{p}:history:{room}` | sorted set | message frames scored by id |
+//! | `{p}:epoch:{room}` | string | the room's history epoch; made on first read, so a Redis emptied (or this key deleted) gives a new one |
 //! | `{p}:cid:{room}:{user}:{client_id}` | string | the id a `client_id` got (expires after 600 s) |
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
 //! | `{p}:conns:{room}:{user}` | sorted set | the user's connection ids scored by expiry (ms) |
@@ -148,6 +149,10 @@ impl Keys {
 
     fn history(&self, room: &str) -> String {
         format!("{}:history:{room}", self.prefix)
+    }
+
+    fn epoch(&self, room: &str) -> String {
+        format!("{}:epoch:{room}", self.prefix)
     }
 
     fn client_id(&self, room: &str, user: &str, client_id: &str) -> String {

@@ -293,7 +293,9 @@ impl Connection {
         frame: ClientFrame,
     ) -> Result<Option<Echo>, FrameError> {
         match frame {
-            ClientFrame::Join { room, since } => self.join(socket, &room, since).await,
+            ClientFrame::Join { room, since, epoch } => {
+                self.join(socket, &room, since, epoch.as_deref()).await
+            }
             ClientFrame::Leave { room } => self.leave(socket, &room).await,
             ClientFrame::Send {
                 room,
@@ -316,11 +318,12 @@ impl Connection {
         socket: &mut WebSocket,
         room: &str,
         since: Option<u64>,
+        epoch: Option<&str>,
     ) -> Result<(), FrameError> {
         let room_id = self.room_the_user_may_use(room).await?;
         let already_joined = self.joined.contains_key(&room_id);
         let joined = self
-            .join_and_answer(socket, &room_id, since, already_joined)
+            .join_and_answer(socket, &room_id, since, epoch, already_joined)
             .await;
         if joined.is_err() && !already_joined {
             // The backend failed half-way: undo the subscription, or live messages of a room
@@ -331,12 +334,13 @@ impl Connection {
     }
 
     /// Subscribes (unless `already_joined`), records presence and membership, and answers with
-    /// `joined`.
+    /// `joined`. A `since` counts only in the epoch the client names (or when it names none).
     async fn join_and_answer(
         &mut self,
         socket: &mut WebSocket,
         room_id: &RoomId,
         since: Option<u64>,
+        epoch: Option<&str>,
         already_joined: bool,
     ) -> Result<(), FrameError> {
         let room_id = room_id.clone();
@@ -370,6 +374,14 @@ impl Connection {
                     .await;
             }
         }
+        let current = backends
+            .messages
+            .epoch(&room_id)
+            .await
+            .map_err(unavailable)?;
+        // Ids of another epoch mean nothing here: start again from the last messages.
+        let reset = epoch.is_some_and(|epoch| epoch != current);
+        let since = since.filter(|_| !reset);
         let query = match since {
             Some(after) => HistoryQuery::After {
                 after,
@@ -389,10 +401,19 @@ impl Connection {
             .online(&room_id)
             .await
             .map_err(unavailable)?;
-        let truncated = since.is_some() && page.has_more;
-        let answer = protocol::joined(room_id.as_str(), &online, &page.frames, truncated);
-        if let (Some(newest), Some(floor)) = (page.frames.last(), self.joined.get_mut(&room_id)) {
-            *floor = (*floor).max(newest.id);
+        let answer = protocol::joined(&protocol::Joined {
+            room: room_id.as_str(),
+            online: &online,
+            history: &page.frames,
+            epoch: &current,
+            reset,
+            truncated: since.is_some() && page.has_more,
+            has_more: since.is_none().then_some(page.has_more),
+        });
+        let newest = page.frames.last().map_or(0, |frame| frame.id);
+        if let Some(floor) = self.joined.get_mut(&room_id) {
+            // After a reset the ids started again: what was sent before says nothing.
+            *floor = if reset { newest } else { (*floor).max(newest) };
         }
         let _ = send_text(socket, answer).await;
         Ok(())

@@ -19,6 +19,8 @@ pub enum ClientFrame {
     Join {
         room: String,
         since: Option<u64>,
+        /// The epoch of the room's history the client last saw (contract 1.1).
+        epoch: Option<String>,
     },
     Leave {
         room: String,
@@ -139,6 +141,10 @@ fn check_shape(value: Value) -> Result<ClientFrame, FrameError> {
             format!("tipo de frame desconocido: «{kind}»"),
         ));
     }
+    // `null` is not a string either (serde would take it for an absent epoch).
+    if kind == "join" && object.get("epoch").is_some_and(|epoch| !epoch.is_string()) {
+        return Err(FrameError::invalid("epoch debe ser un texto"));
+    }
     let frame: ClientFrame = serde_json::from_value(value)
         .map_err(|error| FrameError::invalid(format!("campos no válidos: {error}")))?;
     if let ClientFrame::Send {
@@ -216,22 +222,60 @@ pub fn to_json(frame: &ServerFrame<'_>) -> String {
     })
 }
 
+/// Everything a `joined` answer says.
+#[derive(Debug, Clone, Copy)]
+pub struct Joined<'a> {
+    pub room: &'a str,
+    pub online: &'a [String],
+    pub history: &'a [StoredFrame],
+    /// The name of the room's history; see [`crate::backend::MessageLog::epoch`].
+    pub epoch: &'a str,
+    /// The client's epoch differed: its `since` was ignored (sent only when `true`).
+    pub reset: bool,
+    /// A `since` found more than fit (sent only when `true`).
+    pub truncated: bool,
+    /// Whether older messages exist before `history`; `None` when the join had a `since`.
+    pub has_more: Option<bool>,
+}
+
 /// The `joined` answer. History frames are stored JSON and are spliced in as they are.
-pub fn joined(room: &str, online: &[String], history: &[StoredFrame], truncated: bool) -> String {
+pub fn joined(answer: &Joined<'_>) -> String {
     #[derive(Serialize)]
     struct Head<'a> {
         room: &'a str,
         online: &'a [String],
+        epoch: &'a str,
     }
-    let head = serde_json::to_string(&Head { room, online }).unwrap_or_else(|_| "{}".into());
-    let frames: Vec<&str> = history.iter().map(|frame| frame.json.as_str()).collect();
-    let truncated = if truncated {
-        r#","truncated":true"#
-    } else {
-        ""
+    #[derive(Serialize)]
+    struct Tail {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        has_more: Option<bool>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
+    }
+    let head = Head {
+        room: answer.room,
+        online: answer.online,
+        epoch: answer.epoch,
     };
+    let tail = Tail {
+        truncated: answer.truncated,
+        has_more: answer.has_more,
+        reset: answer.reset,
+    };
+    let head = serde_json::to_string(&head).unwrap_or_else(|_| "{}".into());
+    let tail = serde_json::to_string(&tail).unwrap_or_else(|_| "{}".into());
+    let frames: Vec<&str> = answer
+        .history
+        .iter()
+        .map(|frame| frame.json.as_str())
+        .collect();
+    let tail = &tail[1..tail.len() - 1];
+    let comma = if tail.is_empty() { "" } else { "," };
     format!(
-        r#"{{"type":"joined",{},"history":[{}]{truncated}}}"#,
+        r#"{{"type":"joined",{},"history":[{}]{comma}{tail}}}"#,
         &head[1..head.len() - 1],
         frames.join(",")
     )
@@ -252,7 +296,8 @@ mod tests {
             parse(r#"{"type":"join","room":"general","since":3}"#),
             Ok(ClientFrame::Join {
                 room: "general".into(),
-                since: Some(3)
+                since: Some(3),
+                epoch: None,
             })
         );
         assert_eq!(
@@ -330,13 +375,35 @@ mod tests {
             id: 1,
             json: r#"{"type":"message","id":1}"#.into(),
         }];
-        let json = joined("general", &["ana".into()], &history, true);
-        let value: Value = serde_json::from_str(&json).unwrap();
+        let online = ["ana".to_owned()];
+        let answer = Joined {
+            room: "general",
+            online: &online,
+            history: &history,
+            epoch: "e1",
+            reset: false,
+            truncated: true,
+            has_more: None,
+        };
+        let value: Value = serde_json::from_str(&joined(&answer)).unwrap();
         assert_eq!(value["type"], "joined");
         assert_eq!(value["online"][0], "ana");
+        assert_eq!(value["epoch"], "e1");
         assert_eq!(value["history"][0]["id"], 1);
         assert_eq!(value["truncated"], true);
-        let empty: Value = serde_json::from_str(&joined("general", &[], &[], false)).unwrap();
-        assert!(empty.get("truncated").is_none());
+        assert!(value.get("has_more").is_none() && value.get("reset").is_none());
+        let reset = Joined {
+            history: &[],
+            reset: true,
+            truncated: false,
+            has_more: Some(false),
+            ..answer
+        };
+        let value: Value = serde_json::from_str(&joined(&reset)).unwrap();
+        assert!(value.get("truncated").is_none());
+        assert_eq!(
+            (&value["reset"], &value["has_more"]),
+            (&Value::Bool(true), &Value::Bool(false))
+        );
     }
 }

@@ -478,7 +478,18 @@ macro_rules! suite {
     };
 }
 
+async fn a_rooms_epoch_stays_the_same_while_its_history_lives(node: &Node) {
+    let (general, other) = (RoomId::general(), room_id("otra"));
+    let first = node.backends.messages.epoch(&general).await.unwrap();
+    append_n(node, &general, 3).await;
+    assert!(!first.is_empty());
+    assert_eq!(node.backends.messages.epoch(&general).await.unwrap(), first);
+    let again = node.backends.messages.epoch(&other).await.unwrap();
+    assert_eq!(node.backends.messages.epoch(&other).await.unwrap(), again);
+}
+
 suite!(
+    a_rooms_epoch_stays_the_same_while_its_history_lives,
     users_are_unique_by_name_and_by_case_insensitive_email,
     rooms_are_created_once_and_keep_their_members,
     appended_messages_get_ids_from_one_in_each_room,
@@ -801,6 +812,50 @@ async fn background_tasks_stop_on_shutdown() {
     tokio::time::timeout(Duration::from_secs(5), node.tasks.wait())
         .await
         .expect("the background tasks should stop soon after shutdown");
+}
+
+#[tokio::test]
+async fn two_in_process_backends_name_their_histories_differently() {
+    let (one, other) = (memory_node(), memory_node());
+    let room = RoomId::general();
+    assert_ne!(
+        one.backends.messages.epoch(&room).await.unwrap(),
+        other.backends.messages.epoch(&room).await.unwrap(),
+        "a restarted in-process server lost its history: its epoch must change"
+    );
+}
+
+#[tokio::test]
+async fn the_epoch_is_shared_by_the_nodes_and_changes_when_redis_is_emptied() {
+    let Some(url) = redis_url().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let (a, b) = (
+        redis_node(&url, &prefix).await,
+        redis_node(&url, &prefix).await,
+    );
+    let room = RoomId::general();
+    let before = a.backends.messages.epoch(&room).await.unwrap();
+    assert_eq!(b.backends.messages.epoch(&room).await.unwrap(), before);
+
+    // Emptied: every key of this prefix goes, the history with it.
+    let mut raw = raw_redis(&url).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let after = b.backends.messages.epoch(&room).await.unwrap();
+    assert_ne!(after, before);
+    assert_eq!(a.backends.messages.epoch(&room).await.unwrap(), after);
 }
 
 #[tokio::test]

@@ -233,3 +233,35 @@ async fn a_senders_echo_comes_before_left_and_no_message_of_the_other_node_in_fl
         "ana missed messages stored while she was in the room"
     );
 }
+
+#[tokio::test]
+async fn every_node_names_a_rooms_history_with_the_same_epoch_even_after_a_restart() {
+    // Arrange
+    let Some(config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    let a = spawn_app_with(config.clone()).await;
+    let b = spawn_app_with(config.clone()).await;
+    let token = a.signup("ana").await;
+    let stored = a.post_numbered(&token, "general", "m", 3).await;
+    let on_a = a.ws(&token).await.join("general").await;
+
+    // Act: B sees the same history; then B restarts (same Redis, same data).
+    let on_b = b.ws(&token).await.join("general").await;
+    b.stop().await;
+    let b = spawn_app_with(config).await;
+    let mut ana = b.ws(&token).await;
+    ana.send_json(json!({ "type": "join", "room": "general", "since": 1, "epoch": on_a["epoch"] }))
+        .await;
+    let resumed = ana.recv_type("joined").await;
+
+    // Assert: one epoch, so a client that moves to another node resumes with since.
+    assert!(on_a["epoch"].is_string(), "{on_a}");
+    assert_eq!(on_b["epoch"], on_a["epoch"]);
+    assert_eq!(resumed["epoch"], on_a["epoch"]);
+    assert!(
+        resumed.get("reset").is_none() || resumed["reset"] == false,
+        "{resumed}"
+    );
+    assert_eq!(resumed["history"].as_array().unwrap(), &stored[1..]);
+}

@@ -314,6 +314,130 @@ async fn no_live_message_reaches_a_connection_before_its_joined_nor_goes_missing
 }
 
 // ----------------------------------------------------------------------------------------------
+// epoch, reset and has_more (1.1)
+// ----------------------------------------------------------------------------------------------
+
+/// Joins `general` with these extra fields and returns the `joined`.
+async fn join_with(client: &mut WsClient, fields: Value) -> Value {
+    let mut join = json!({ "type": "join", "room": "general" });
+    join.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    client.send_json(join).await;
+    client.recv_type("joined").await
+}
+
+async fn joined_names_the_epoch_and_says_whether_older_messages_exist(app: TestApp) {
+    // Arrange
+    let token = app.signup("ana").await;
+    let mut ana = app.ws(&token).await;
+
+    // Act + Assert: an empty room has nothing older.
+    let empty = join_with(&mut ana, json!({})).await;
+    let epoch = empty["epoch"]
+        .as_str()
+        .expect("joined must carry a string epoch");
+    assert!(!epoch.is_empty());
+    assert_eq!(empty["has_more"], false, "{empty}");
+    assert!(
+        empty.get("reset").is_none() || empty["reset"] == false,
+        "{empty}"
+    );
+
+    // 55 messages: the last 50 come, and there are older ones.
+    let stored = app.post_numbered(&token, "general", "m", 55).await;
+    let full = join_with(&mut ana, json!({})).await;
+    assert_eq!(
+        full["epoch"], epoch,
+        "the epoch changes only when history is lost"
+    );
+    assert_eq!(full["history"].as_array().unwrap(), &stored[5..]);
+    assert_eq!(full["has_more"], true, "{}", full["has_more"]);
+
+    // With since (and the same epoch, or none): exactly what follows; has_more is not sent.
+    for fields in [
+        json!({ "since": 50 }),
+        json!({ "since": 50, "epoch": epoch }),
+    ] {
+        let since = join_with(&mut ana, fields.clone()).await;
+        assert_eq!(
+            since["history"].as_array().unwrap(),
+            &stored[50..],
+            "{fields}"
+        );
+        assert!(since.get("has_more").is_none(), "{fields}: {since}");
+        assert!(
+            since.get("reset").is_none() || since["reset"] == false,
+            "{fields}"
+        );
+    }
+    // The same epoch without since: the last 50, has_more, no reset.
+    let same = join_with(&mut ana, json!({ "epoch": epoch })).await;
+    assert_eq!(same["history"].as_array().unwrap(), &stored[5..]);
+    assert_eq!(same["has_more"], true);
+    assert!(
+        same.get("reset").is_none() || same["reset"] == false,
+        "{same}"
+    );
+}
+
+async fn a_join_with_another_epoch_ignores_since_and_resets_to_the_last_50(app: TestApp) {
+    // Arrange: a client that saw ids of another history (before a restart, say).
+    let token = app.signup("ana").await;
+    let stored = app.post_numbered(&token, "general", "m", 55).await;
+    let mut ana = app.ws(&token).await;
+
+    for fields in [
+        json!({ "since": 54, "epoch": "una-época-anterior" }),
+        json!({ "since": 999, "epoch": "" }),
+        json!({ "epoch": "una-época-anterior" }),
+    ] {
+        // Act
+        let joined = join_with(&mut ana, fields.clone()).await;
+
+        // Assert
+        assert_eq!(joined["reset"], true, "{fields}: {joined}");
+        assert_eq!(
+            joined["history"].as_array().unwrap(),
+            &stored[5..],
+            "{fields}"
+        );
+        assert_eq!(joined["has_more"], true, "{fields}");
+        assert!(joined.get("truncated").is_none(), "{fields}: {joined}");
+        assert_ne!(joined["epoch"], fields["epoch"]);
+    }
+
+    // Live messages after a reset are not filtered by the stale id.
+    let joined = join_with(&mut ana, json!({ "since": 10_000, "epoch": "otra" })).await;
+    assert_eq!(joined["reset"], true);
+    let sent = app.post_numbered(&token, "general", "después", 1).await;
+    assert_eq!(ana.recv_type("message").await, sent[0]);
+}
+
+#[tokio::test]
+async fn a_restarted_in_process_server_has_a_new_epoch_and_resets_a_client_of_the_old_one() {
+    // Arrange: ana saw message 3 of the first server's general.
+    let first = spawn_app(Backend::Memory).await.unwrap();
+    let token = first.signup("ana").await;
+    first.post_numbered(&token, "general", "antes", 3).await;
+    let old = first.ws(&token).await.join("general").await;
+    first.stop().await;
+
+    // Act: a new process starts with nothing (accounts were in memory too) and an empty general.
+    let second = spawn_app(Backend::Memory).await.unwrap();
+    let token = second.signup("ana").await;
+    let stored = second.post_numbered(&token, "general", "después", 2).await;
+    let mut ana = second.ws(&token).await;
+    let joined = join_with(&mut ana, json!({ "since": 3, "epoch": old["epoch"] })).await;
+
+    // Assert: without the epoch she would have been sent nothing (ids 1 and 2 are below 3).
+    assert_ne!(joined["epoch"], old["epoch"]);
+    assert_eq!(joined["reset"], true);
+    assert_eq!(joined["history"].as_array().unwrap(), &stored);
+    assert_eq!(joined["has_more"], false);
+}
+
+// ----------------------------------------------------------------------------------------------
 // answers in order (1.1)
 // ----------------------------------------------------------------------------------------------
 
@@ -929,6 +1053,8 @@ crate::on_both_backends!(
     a_rejoin_with_since_gets_its_history_even_when_the_messages_are_large,
     no_live_message_reaches_a_connection_before_its_joined_nor_goes_missing_after,
     a_send_followed_at_once_by_a_leave_answers_the_echo_then_left,
+    joined_names_the_epoch_and_says_whether_older_messages_exist,
+    a_join_with_another_epoch_ignores_since_and_resets_to_the_last_50,
     a_burst_of_40_frames_is_accepted_and_the_next_ones_are_rate_limited_and_not_stored,
     every_frame_counts_against_the_rate_limit_even_invalid_ones,
     each_rate_limited_frame_gets_an_error_with_its_own_room_and_client_id,

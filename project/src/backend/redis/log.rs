@@ -14,6 +14,7 @@ use crate::backend::{
 use crate::domain::RoomId;
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("append.lua")));
+static EPOCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("epoch.lua")));
 
 /// Each room has a counter (`{p}:seq:{room}`) and a sorted set of frames scored by id
 /// (`{p}:history:{room}`), so that a page of history is one range query by score.
@@ -105,6 +106,18 @@ impl MessageLog for RedisLog {
             frames.reverse();
         }
         Ok(HistoryPage { frames, has_more })
+    }
+
+    async fn epoch(&self, room: &RoomId) -> StoreResult<String> {
+        // A new name is proposed on every read and kept only when the room has none: then its
+        // history (if any) was lost with the key, and ids may start again.
+        let proposed = uuid::Uuid::new_v4().simple().to_string();
+        EPOCH
+            .key(self.keys.epoch(room.as_str()))
+            .arg(proposed)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)
     }
 }
 
