@@ -204,7 +204,13 @@ pub async fn connect(target: &Target, token: &str, room: &str, index: usize) -> 
     let request = url.into_client_request().context("URL de WebSocket")?;
     let open = async {
         let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source_address(index).into(), 0))?;
+        // The first 20,000 let `connect` choose the port (it may reuse one that another
+        // destination or a TIME-WAIT socket holds; `bind` with port 0 may not). Past them, a
+        // source address of their own.
+        if index >= PER_SOURCE_ADDRESS {
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::new(source_address(index).into(), 0))?;
+        }
         let stream = socket.connect(target.addr).await?;
         stream.set_nodelay(true)?;
         let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;

@@ -148,6 +148,7 @@ async fn join_storm_counts_every_joined_and_the_presence_frames() {
     assert_eq!(metric(&base, "frames"), 5.0);
     assert!(metric(&chat, "frames") >= 5.0);
     assert!(metric(&base, "presence_frames") == 0.0);
+    assert_eq!(metric(&chat, "closed"), 0.0, "{chat:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

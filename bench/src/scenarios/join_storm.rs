@@ -47,6 +47,10 @@ struct Tally {
     last_frame_us: AtomicU64,
     last_joined_us: AtomicU64,
     failed: AtomicU64,
+    /// Connections the server closed during the storm, and how many of those with 1013
+    /// (its outbound queue overflowed).
+    closed: AtomicU64,
+    closed_1013: AtomicU64,
 }
 
 pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Result<Run> {
@@ -111,8 +115,16 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
                     message = tokio::time::timeout(WAIT, ws.next()) => message,
                 };
                 let Ok(Some(Ok(message))) = message else {
+                    tally.closed.fetch_add(1, Ordering::Relaxed);
                     break;
                 };
+                if let Message::Close(frame) = &message {
+                    tally.closed.fetch_add(1, Ordering::Relaxed);
+                    if frame.as_ref().is_some_and(|f| u16::from(f.code) == 1013) {
+                        tally.closed_1013.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
                 let Message::Text(text) = message else {
                     continue;
                 };
@@ -216,6 +228,18 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
     if !everyone {
         run.note(format!("solo {joined} de {n} recibieron joined en 60 s"));
     }
+    run.metric(
+        "closed",
+        "conexiones cerradas por el servidor",
+        "",
+        tally.closed.load(Ordering::Relaxed) as f64,
+    );
+    run.metric(
+        "closed_1013",
+        "de ellas con 1013 (cola de salida llena)",
+        "",
+        tally.closed_1013.load(Ordering::Relaxed) as f64,
+    );
     let failed = tally.failed.load(Ordering::Relaxed);
     if failed > 0 {
         run.note(format!("{failed} conexiones fallaron"));

@@ -16,13 +16,13 @@ use crate::target::Target;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
     /// Connections per user (the contract allows at most 100).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, global = true)]
     pub per_user: usize,
     /// Users to register (by default, as few as `--per-user` allows).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub users: Option<usize>,
     /// Prefix of usernames and rooms (by default, a new one per run).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub prefix: Option<String>,
 }
 
