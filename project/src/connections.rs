@@ -76,7 +76,13 @@ impl UserConnections {
             lease,
             local: Mutex::new(HashMap::new()),
         });
-        tasks.spawn(slots.clone().heartbeat(shutdown));
+        let heartbeat = slots.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(crate::supervisor::supervise(
+            "latido de las plazas de conexión",
+            shutdown,
+            move || heartbeat.clone().heartbeat(stop.clone()),
+        ));
         Ok(Self {
             max,
             inner: Inner::Redis(slots),

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod rooms;
 pub mod server;
+mod supervisor;
 pub mod telemetry;
 pub mod web;
 pub mod ws;

@@ -193,15 +193,23 @@ pub fn message_stored() {
 pub fn spawn_upkeep(state: &AppState) {
     let handle = install();
     let shutdown = state.shutdown.clone();
-    state.tasks.spawn(async move {
-        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticks.tick() => handle.run_upkeep(),
+    let stop = shutdown.clone();
+    state.tasks.spawn(crate::supervisor::supervise(
+        "mantenimiento de métricas",
+        shutdown,
+        move || {
+            let shutdown = stop.clone();
+            async move {
+                let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = ticks.tick() => handle.run_upkeep(),
+                    }
+                }
             }
-        }
-    });
+        },
+    ));
 }
 
 #[cfg(test)]

@@ -78,10 +78,24 @@ pub async fn backends(
     let (client, conn) = connect(url).await?;
     let keys = Keys::new(prefix);
 
-    let listener = fanout::Listener::subscribe(client, keys.events(), hub).await?;
-    tasks.spawn(listener.run(shutdown.clone()));
+    // Both tasks are supervised: without the listener this node would deliver no more events,
+    // without the heartbeat its users would drop out of presence.
+    let listener = fanout::Listener::subscribe(client.clone(), keys.events(), hub.clone()).await?;
+    tasks.spawn(fanout::Listener::supervised(
+        listener,
+        client,
+        keys.events(),
+        hub,
+        shutdown.clone(),
+    ));
     let presence = Arc::new(presence::RedisPresence::new(conn.clone(), keys.clone()));
-    tasks.spawn(presence.clone().heartbeat(shutdown));
+    let heartbeat = presence.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(crate::supervisor::supervise(
+        "latido de presencia",
+        shutdown,
+        move || heartbeat.clone().heartbeat(stop.clone()),
+    ));
 
     Ok(super::Backends {
         users: Arc::new(store::RedisUsers::new(conn.clone(), keys.clone())),

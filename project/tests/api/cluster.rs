@@ -265,3 +265,37 @@ async fn every_node_names_a_rooms_history_with_the_same_epoch_even_after_a_resta
     );
     assert_eq!(resumed["history"].as_array().unwrap(), &stored[1..]);
 }
+
+#[tokio::test]
+async fn an_event_with_multi_byte_characters_where_a_marker_is_expected_does_not_stop_the_fanout() {
+    // Arrange: a node with two clients in general, and a raw connection to its Redis.
+    let Some(config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    let channel = format!("{}:events", config.redis_prefix);
+    let redis = redis::Client::open(config.redis_url.clone().unwrap()).unwrap();
+    let mut raw = redis.get_multiplexed_async_connection().await.unwrap();
+    let app = spawn_app_with(config).await;
+    let mut ana = app.connected("ana").await;
+    let mut bea = app.connected("bea").await;
+    ana.join("general").await;
+    bea.join("general").await;
+
+    // Act: events that split by byte index would panic on (the listener was never restarted).
+    for payload in [
+        "general\n\nñandú\n{}",
+        "general\n\n€\n{}",
+        "general\n½\n\n{}",
+    ] {
+        let _: u64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let sent = ana.say("general", "¿sigue vivo el reparto? ñandú €").await;
+
+    // Assert: the node still delivers what comes after them.
+    assert_eq!(bea.recv_type("message").await, sent);
+}

@@ -91,12 +91,19 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
     };
     let audience = match fields.next()? {
         "" => Audience::Everyone,
-        other => match other.split_at(1) {
-            ("-", user) => Audience::AllBut(user.to_owned()),
-            ("!", user) => Audience::Revoked(user.to_owned()),
-            ("@", user) => Audience::User(user.to_owned()),
-            _ => return None,
-        },
+        // By character, never by byte index: the payload may hold anything, and slicing inside
+        // a multi-byte character panics (which would stop this node's listener).
+        other => {
+            let mut chars = other.chars();
+            let marker = chars.next()?;
+            let user = chars.as_str().to_owned();
+            match marker {
+                '-' => Audience::AllBut(user),
+                '!' => Audience::Revoked(user),
+                '@' => Audience::User(user),
+                _ => return None,
+            }
+        }
     };
     Some(RoomEvent {
         room,
@@ -121,6 +128,42 @@ impl Listener {
     ) -> StoreResult<Self> {
         let subscription = Subscription::open(client, channel).await?;
         Ok(Self { subscription, hub })
+    }
+
+    /// Runs `first` under [`supervise`](crate::supervisor::supervise): if the listener panics
+    /// or stops before `shutdown`, a new one subscribes (after a growing wait) and this node's
+    /// clients are told to rejoin with `since`, which fetches the events missed meanwhile.
+    pub(super) async fn supervised(
+        first: Self,
+        client: redis::Client,
+        channel: String,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+    ) {
+        let mut first = Some(first);
+        let stop = shutdown.clone();
+        crate::supervisor::supervise("escucha de eventos de Redis", shutdown, move || {
+            let first = first.take();
+            let (client, channel, hub, stop) =
+                (client.clone(), channel.clone(), hub.clone(), stop.clone());
+            async move {
+                let listener = match first {
+                    Some(listener) => listener,
+                    None => match Self::subscribe(client, channel, hub.clone()).await {
+                        Ok(listener) => {
+                            hub.resync_everyone();
+                            listener
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "no se pudo suscribir a los eventos de Redis");
+                            return;
+                        }
+                    },
+                };
+                listener.run(stop).await;
+            }
+        })
+        .await;
     }
 
     // ANCHOR: listener_run
@@ -179,6 +222,11 @@ mod tests {
             b"Sala\n\n\n{}",
             b"general\nx\n\n{}",
             b"\xff\n\n\n",
+            // A multi-byte first character where a one-byte marker is expected.
+            "general\n\nñandú\n{}".as_bytes(),
+            "general\n\n€\n{}".as_bytes(),
+            "sala-ñ\n\n\n{}".as_bytes(),
+            "general\n½\n\n{}".as_bytes(),
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
