@@ -1,7 +1,8 @@
 //! `jobs`: mention e-mails. U users join R rooms once and go offline; one author then sends
 //! messages that mention them, 20 per message (the chat's cap per message), so U × R e-mail
 //! jobs are queued (one per user and room: the contract allows one per 10 minutes, and at most
-//! 10 per user and hour, hence R ≤ 10). Measures how fast the messages are stored, how long
+//! 10 per user and hour, hence R ≤ 10), from one connection per room at 15 messages/s each (the
+//! chat allows 20 frames/s per connection). Measures how fast the messages are stored, how long
 //! until every job is `done` (from `chat_jobs_total` in `/metrics`), and, with `--outbox`, the
 //! `.eml` files that appear.
 
@@ -123,58 +124,48 @@ pub async fn run(target: &Target, prefix: &str, opts: &JobsOpts) -> anyhow::Resu
 
     let before = job_counters(target, &http).await?;
     let files_before = eml_files(&opts.outbox);
-    let mut author = client::connect(target, &tokens[0], "", 0).await?;
-    for room in &rooms {
-        client::join(target, &mut author, room).await?;
+    // One connection of the author per room (each with its own rate limit), all at once.
+    let mut authors = Vec::with_capacity(rooms.len());
+    for (r, room) in rooms.iter().enumerate() {
+        let mut ws = client::connect(target, &tokens[0], "", r).await?;
+        client::join(target, &mut ws, room).await?;
+        authors.push(ws);
     }
     let names: Vec<String> = (1..=opts.offline)
         .map(|i| format!("{prefix}_{i}"))
         .collect();
-    let mut frames = Vec::new();
-    for room in &rooms {
-        for chunk in names.chunks(MENTIONS_PER_MESSAGE) {
-            let mentions: Vec<String> = chunk.iter().map(|n| format!("@{n}")).collect();
-            let text = format!("aviso para {}", mentions.join(" "));
-            frames.push(json!({ "type": "send", "room": room, "text": text }).to_string());
+    let expected = (opts.offline * rooms_n) as u64;
+    let messages = rooms.len() * names.len().div_ceil(MENTIONS_PER_MESSAGE);
+    let started = Instant::now();
+    let tasks: Vec<_> = authors
+        .into_iter()
+        .zip(&rooms)
+        .map(|(ws, room)| {
+            let frames: Vec<String> = names
+                .chunks(MENTIONS_PER_MESSAGE)
+                .map(|chunk| {
+                    let mentions: Vec<String> = chunk.iter().map(|n| format!("@{n}")).collect();
+                    let text = format!("aviso para {}", mentions.join(" "));
+                    json!({ "type": "send", "room": room, "text": text }).to_string()
+                })
+                .collect();
+            tokio::spawn(author(ws, frames))
+        })
+        .collect();
+    let (mut echoes, mut errors, mut echoed) = (0, 0, true);
+    let mut sockets = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok((ok, failed, all, ws)) => {
+                echoes += ok;
+                errors += failed;
+                echoed &= all;
+                sockets.push(ws);
+            }
+            Err(_) => echoed = false,
         }
     }
-    let expected = (opts.offline * rooms_n) as u64;
-    let started = Instant::now();
-    let (mut sink, mut stream) = author.split();
-    let messages = frames.len();
-    // 15 frames/s: under the chat's limit of 20 per connection.
-    let sender = tokio::spawn(async move {
-        let mut pace = tokio::time::interval(Duration::from_millis(67));
-        pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        for frame in frames {
-            pace.tick().await;
-            if sink.send(Message::text(frame)).await.is_err() {
-                break;
-            }
-        }
-        sink
-    });
-    let mut echoes = 0;
-    let mut errors = 0;
-    let echoed = tokio::time::timeout(WAIT + Duration::from_secs(messages as u64 / 10), async {
-        while echoes + errors < messages {
-            let Some(Ok(Message::Text(text))) = stream.next().await else {
-                break;
-            };
-            match serde_json::from_str::<Frame>(&text)
-                .map(|f| f.kind.into_owned())
-                .as_deref()
-            {
-                Ok("message") => echoes += 1,
-                Ok("error") => errors += 1,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .is_ok();
     let stored_secs = started.elapsed().as_secs_f64();
-    let sink = sender.await.ok();
 
     let mut now = before;
     let mut failures = None;
@@ -206,8 +197,7 @@ pub async fn run(target: &Target, prefix: &str, opts: &JobsOpts) -> anyhow::Resu
     } else {
         None
     };
-    drop(sink);
-    drop(stream);
+    drop(sockets);
 
     let done = now[0] - before[0];
     let mut run = Run::new(target.kind.name());
@@ -271,4 +261,44 @@ pub async fn run(target: &Target, prefix: &str, opts: &JobsOpts) -> anyhow::Resu
         run.note(format!("/metrics falló alguna vez: {failure}"));
     }
     Ok(run)
+}
+
+/// One author connection: sends its frames at 15 per second (under the chat's 20) and reads
+/// until each has its echo or its error; returns (echoes, errors, all answered, the socket).
+async fn author(ws: client::Ws, frames: Vec<String>) -> (usize, usize, bool, Option<client::Ws>) {
+    let (mut sink, mut stream) = ws.split();
+    let count = frames.len();
+    let sender = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(67));
+        pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        for frame in frames {
+            pace.tick().await;
+            if sink.send(Message::text(frame)).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    let (mut echoes, mut errors) = (0, 0);
+    let answered = tokio::time::timeout(WAIT + Duration::from_secs(count as u64 / 10), async {
+        while echoes + errors < count {
+            let Some(Ok(Message::Text(text))) = stream.next().await else {
+                break;
+            };
+            match serde_json::from_str::<Frame>(&text)
+                .map(|f| f.kind.into_owned())
+                .as_deref()
+            {
+                Ok("message") => echoes += 1,
+                Ok("error") => errors += 1,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .is_ok();
+    // Kept open (and returned) until the jobs are counted: closing now would not change them,
+    // but it keeps the author online like a real one.
+    let ws = sender.await.ok().and_then(|sink| sink.reunite(stream).ok());
+    (echoes, errors, answered && echoes + errors == count, ws)
 }
