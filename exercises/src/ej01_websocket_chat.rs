@@ -107,6 +107,7 @@ pub const MAX_TEXT_CHARS: usize = 500;
 /// Lo más que esperamos a que un cliente acepte un frame que le escribimos.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+// ANCHOR: frames
 /// Lo que el servidor envía, como JSON con un campo `type` (`{"type":"joined",...}`).
 /// Ya está hecho: serde se encarga del formato de la tabla de arriba.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +150,7 @@ pub struct ConnectParams {
     pub nick: Option<String>,
     pub room: Option<String>,
 }
+// ANCHOR_END: frames
 
 /// Un miembro de una sala, visto desde el hub: su apodo y el extremo de envío de su cola.
 #[derive(Debug)]
@@ -157,6 +159,7 @@ struct Member {
     queue: mpsc::Sender<ServerFrame>,
 }
 
+// ANCHOR: hub
 /// Sala → sus miembros, por id de conexión.
 ///
 /// Un `std::sync::Mutex`, no el de tokio: ninguna operación debe hacer `.await` con él cerrado.
@@ -222,7 +225,9 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+// ANCHOR_END: hub
 
+// ANCHOR: parse
 /// Apodos y salas: de 1 a 20 caracteres, letras, números, `-` o `_`. `Err` dice por qué no vale.
 pub fn validate_name(name: &str) -> Result<(), String> {
     // TODO: cuenta caracteres con `name.chars().count()` (no bytes) y mira cada carácter.
@@ -237,7 +242,9 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ServerFrame> {
     // `code: "invalid_frame"`; si es un `Message`, valida su texto.
     todo!("parse_client_frame: JSON → ClientFrame, o el ServerFrame::Error que toca")
 }
+// ANCHOR_END: parse
 
+// ANCHOR: router
 /// La aplicación con un hub nuevo.
 pub fn app() -> Router {
     app_with_hub(Arc::new(Hub::new()))
@@ -268,6 +275,7 @@ pub async fn handle_socket(socket: WebSocket, hub: Arc<Hub>, room: String, nick:
     // salir del bucle, SIEMPRE, `hub.leave(&room, id)`.
     todo!("handle_socket: join, welcome, bucle con select! y leave al terminar")
 }
+// ANCHOR_END: router
 
 /// Escribe un frame como JSON, con límite de tiempo: un cliente que no lee no retiene la tarea.
 /// Ya está hecho: úsalo para todo lo que escribas al socket.

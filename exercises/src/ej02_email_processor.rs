@@ -142,6 +142,7 @@ pub enum RenderError {
     Unclosed,
 }
 
+// ANCHOR: render
 /// Renderiza el e-mail de `request`: su plantilla con sus variables (`{{nombre}}` →
 /// `vars["nombre"]`). Es una función pura, así que el handler la usa para validar (422) y el
 /// worker para enviar.
@@ -151,6 +152,7 @@ pub fn render(request: &EmailRequest) -> Result<Email, RenderError> {
     // `RenderError::MissingVar(clave)`; un `{{` sin `}}` es `RenderError::Unclosed`).
     todo!("render: rellena el asunto y el cuerpo de la plantilla con las variables")
 }
+// ANCHOR_END: render
 
 /// Una dirección razonable: `algo@dominio.tld`, sin espacios. (Validar e-mails de verdad es
 /// imposible con una expresión; lo serio es mandar un enlace de confirmación.)
@@ -173,6 +175,7 @@ pub fn validate_address(to: &str) -> Result<(), String> {
     }
 }
 
+// ANCHOR: mailer
 /// Por qué falló un envío: lo temporal se reintenta, lo permanente no.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MailError {
@@ -190,6 +193,7 @@ pub enum MailError {
 pub trait Mailer: Send + Sync + 'static {
     async fn send(&self, email: &Email) -> Result<(), MailError>;
 }
+// ANCHOR_END: mailer
 
 /// Un `Mailer` que solo escribe en el log: para probar el servicio a mano.
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,6 +229,7 @@ pub struct JobRecord {
     pub last_error: Option<String>,
 }
 
+// ANCHOR: retry
 /// Cuántas veces y cada cuánto se reintenta.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -256,6 +261,7 @@ pub fn backoff(policy: &RetryPolicy, failed_attempt: u32) -> Duration {
     // 2^n no cabe en un u32: usa `checked_pow` y `Duration::saturating_mul`.
     todo!("backoff: base_delay × 2^(fallo − 1), con techo en max_delay")
 }
+// ANCHOR_END: retry
 
 /// Lo que viaja por la cola: nuestro id (estable entre reintentos) y la petición.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +280,7 @@ pub enum EnqueueError {
     Queue(String),
 }
 
+// ANCHOR: jobs
 /// El servicio de e-mails: la cola de apalis, el estado de cada trabajo, el mailer y la política
 /// de reintentos. Es `Clone` (todo va en `Arc`), así lo comparten el handler HTTP y el worker.
 #[derive(Clone)]
@@ -343,7 +350,9 @@ impl Jobs {
         todo!("Jobs::spawn_worker: construye el worker de apalis y lánzalo en una tarea")
     }
 }
+// ANCHOR_END: jobs
 
+// ANCHOR: router
 /// El handler de apalis: el trabajo y, con `Data`, el servicio que registraste en el worker.
 async fn email_handler(job: EmailJob, jobs: Data<Jobs>) -> Result<(), BoxDynError> {
     // TODO: `jobs.process(job).await`; el resultado ya queda en el estado: devuelve `Ok(())`.
@@ -371,6 +380,7 @@ pub async fn email_status(State(jobs): State<Jobs>, Path(id): Path<String>) -> R
     // TODO: `jobs.status(&id)`: `Some(record)` → `Json(record)`; `None` → 404 con `{"error": …}`.
     todo!("email_status: el registro del trabajo, o 404")
 }
+// ANCHOR_END: router
 
 // Pista 1 (la idea)
 // -----------------

@@ -81,6 +81,7 @@ use {
     tokio_stream::wrappers::BroadcastStream,
 };
 
+// ANCHOR: types
 /// Una medida que envía un agente: `POST /metrics` con este JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetricSample {
@@ -112,6 +113,7 @@ pub struct Report {
 /// Cómo se calcula el informe. La aplicación lo recibe desde fuera: en producción sería una
 /// consulta lenta a la base de datos; las comprobaciones pasan una que cuenta sus llamadas.
 pub type ComputeReport = Arc<dyn Fn(&[MetricEvent]) -> Report + Send + Sync>;
+// ANCHOR_END: types
 
 /// El cálculo del informe a partir de las métricas que guarda el buffer. Imagina que tarda dos
 /// segundos: por eso va detrás de una caché. (Ya está hecho.)
@@ -156,6 +158,7 @@ struct FeedState {
     events: VecDeque<MetricEvent>,
 }
 
+// ANCHOR: feed
 /// Las métricas publicadas: un buffer acotado (para reanudar) y un canal `broadcast` (en vivo).
 ///
 /// El candado es un `std::sync::Mutex`, no el de Tokio: nunca lo mantengas a través de un
@@ -199,6 +202,7 @@ impl MetricsFeed {
         self.live.subscribe()
     }
 }
+// ANCHOR_END: feed
 
 /// Una entrada de la caché: el informe y cuándo se guardó.
 #[derive(Debug, Clone)]
@@ -207,6 +211,7 @@ struct Entry {
     report: Report,
 }
 
+// ANCHOR: cache
 /// La caché del informe: una sola entrada con fecha de caducidad.
 ///
 /// Usa `tokio::time::Instant`, no `std::time::Instant`: con el reloj de Tokio en pausa, un test
@@ -243,6 +248,7 @@ impl ReportCache {
         todo!("olvida el informe guardado")
     }
 }
+// ANCHOR_END: cache
 
 /// El estado compartido por los handlers.
 #[derive(Clone)]
@@ -264,6 +270,7 @@ impl Dashboard {
     }
 }
 
+// ANCHOR: router
 /// Las rutas del dashboard. (Ya está hecho.)
 pub fn app(config: DashboardConfig, compute: ComputeReport) -> Router {
     Router::new()
@@ -311,6 +318,7 @@ pub async fn get_report(State(dashboard): State<Dashboard>) -> Response {
     // `cache.put(...)`; responde el JSON con la cabecera `x-cache`.
     todo!("sirve el informe desde la caché o calcúlalo")
 }
+// ANCHOR_END: router
 
 // ---------------------------------------------------------------------------------------------
 // Pistas

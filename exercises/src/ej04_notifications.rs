@@ -85,6 +85,7 @@ pub const MAX_INBOX: usize = 100;
 /// Lo más que esperamos a que un cliente acepte un frame.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
+// ANCHOR: types
 /// Una notificación en la bandeja de un usuario.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
@@ -139,6 +140,7 @@ pub enum ServerFrame {
 pub enum ClientFrame {
     Ping,
 }
+// ANCHOR_END: types
 
 /// El trabajo de e-mail: a quién y qué notificación.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +268,7 @@ struct Inner {
     emails: EmailQueue,
 }
 
+// ANCHOR: notifier
 /// El sistema de notificaciones. Barato de clonar: todos los clones comparten el estado.
 #[derive(Clone)]
 pub struct Notifier {
@@ -373,7 +376,9 @@ impl Notifier {
         todo!("marca la notificación como leída y avisa del nuevo contador")
     }
 }
+// ANCHOR_END: notifier
 
+// ANCHOR: email_job
 /// El job de e-mail: lo ejecuta el worker de apalis, con el [`Mailer`] que recibió con `.data`.
 /// Devolver el error deja que apalis lo registre (y lo reintente si se configura).
 pub async fn send_email(
@@ -383,6 +388,7 @@ pub async fn send_email(
     // TODO: envía `render_email(&job)` con `mailer.send(...).await` y devuelve su resultado.
     todo!("envía el e-mail del trabajo por el Mailer")
 }
+// ANCHOR_END: email_job
 
 /// Arranca el worker de apalis que ejecuta [`send_email`] con los trabajos de `queue`.
 pub fn spawn_email_worker(queue: EmailQueue, mailer: Arc<dyn Mailer>) {
@@ -405,6 +411,7 @@ pub fn start(mailer: Arc<dyn Mailer>) -> Notifier {
     Notifier::new(queue)
 }
 
+// ANCHOR: router
 /// Las rutas del sistema de notificaciones.
 pub fn app(notifier: Notifier) -> Router {
     Router::new()
@@ -416,6 +423,7 @@ pub fn app(notifier: Notifier) -> Router {
         .route("/users/{user}/unread", get(unread))
         .with_state(notifier)
 }
+// ANCHOR_END: router
 
 /// `PUT /users/{user}/subscriptions/{topic}` → 204.
 pub async fn subscribe(
@@ -492,6 +500,7 @@ async fn send_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), (
     }
 }
 
+// ANCHOR: socket
 /// La vida de una conexión: se registra, saluda con las no leídas y después reenvía lo que
 /// le llega por su cola mientras contesta a lo que envía el cliente.
 pub async fn handle_socket(socket: WebSocket, notifier: Notifier, user: String) {
@@ -502,6 +511,7 @@ pub async fn handle_socket(socket: WebSocket, notifier: Notifier, user: String) 
     // `ServerFrame::Error`, y un cierre, un error o `None` terminan el bucle.
     todo!("atiende la conexión: saludo, reenvío de la cola y respuesta a los pings")
 }
+// ANCHOR_END: socket
 
 // ---------------------------------------------------------------------------------------------
 // Pistas

@@ -99,6 +99,7 @@ impl Hub {
         Self::default()
     }
 
+    // ANCHOR: join
     /// Entra en `room` con `nick`: crea su cola acotada, avisa a los demás con `joined` y
     /// devuelve la cola y la lista de miembros.
     pub fn join(&self, room: &str, nick: &str) -> Membership {
@@ -128,7 +129,9 @@ impl Hub {
             members,
         }
     }
+    // ANCHOR_END: join
 
+    // ANCHOR: leave
     /// Sale de la sala (la olvida si queda vacía) y avisa a los que siguen con `left`.
     /// Salir dos veces no hace nada la segunda: así da igual quién llegue antes, la conexión al
     /// terminar o el hub al expulsarla.
@@ -142,7 +145,9 @@ impl Hub {
         };
         self.send_to_room(room, &left, None);
     }
+    // ANCHOR_END: leave
 
+    // ANCHOR: broadcast
     /// Ofrece `frame` a cada miembro de `room` sin esperar nunca (`try_send`). Un miembro con la
     /// cola llena no lee: lo expulsamos (su cola se cierra) y los demás reciben su `left`.
     /// Devuelve a cuántos miembros llegó.
@@ -182,6 +187,7 @@ impl Hub {
         }
         delivered
     }
+    // ANCHOR_END: broadcast
 
     /// Quita al miembro y devuelve su apodo; al soltar su `Sender`, su cola se cierra.
     fn remove(&self, room: &str, id: u64) -> Option<String> {
@@ -262,6 +268,7 @@ pub fn app_with_hub(hub: Arc<Hub>) -> Router {
     Router::new().route("/ws", get(ws_handler)).with_state(hub)
 }
 
+// ANCHOR: ws_handler
 /// `GET /ws?nick=ana&room=general`: apodo y sala se validan ANTES del upgrade. Después del 101
 /// ya no hay códigos de estado; un 400 ahora es lo más claro para el cliente.
 pub async fn ws_handler(
@@ -279,7 +286,9 @@ pub async fn ws_handler(
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| handle_socket(socket, hub, room, nick))
 }
+// ANCHOR_END: ws_handler
 
+// ANCHOR: handle_socket
 /// La vida de una conexión: entra en la sala, atiende al socket y a su cola, y sale.
 pub async fn handle_socket(mut socket: WebSocket, hub: Arc<Hub>, room: String, nick: String) {
     let Membership {
@@ -298,7 +307,9 @@ pub async fn handle_socket(mut socket: WebSocket, hub: Arc<Hub>, room: String, n
     // Acabe como acabe (cierre, corte, expulsión), salimos y los demás reciben `left`.
     hub.leave(&room, id);
 }
+// ANCHOR_END: handle_socket
 
+// ANCHOR: serve
 /// Una sola tarea hace dos cosas a la vez con `select!`: vaciar la cola y leer del socket.
 async fn serve(
     socket: &mut WebSocket,
@@ -358,6 +369,7 @@ async fn serve(
         }
     }
 }
+// ANCHOR_END: serve
 
 /// Escribe un frame como JSON, con límite de tiempo: un cliente que no lee no retiene la tarea.
 async fn send(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), ()> {

@@ -200,6 +200,7 @@ impl Default for RetryPolicy {
     }
 }
 
+// ANCHOR: backoff
 /// La espera tras el fallo número `failed_attempt` (1, 2, 3…): `base`, `2·base`, `4·base`…,
 /// nunca más de `max_delay`. Pura: se comprueba sin reloj, y con ella no hay que esperar de verdad.
 pub fn backoff(policy: &RetryPolicy, failed_attempt: u32) -> Duration {
@@ -212,6 +213,7 @@ pub fn backoff(policy: &RetryPolicy, failed_attempt: u32) -> Duration {
         .saturating_mul(factor)
         .min(policy.max_delay)
 }
+// ANCHOR_END: backoff
 
 /// Lo que viaja por la cola: nuestro id (estable entre reintentos) y la petición.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,6 +270,7 @@ impl Jobs {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    // ANCHOR: enqueue
     /// Valida la petición, registra el trabajo como `pending` y lo empuja a la cola. Devuelve su id.
     pub async fn enqueue(&self, request: EmailRequest) -> Result<String, EnqueueError> {
         validate_address(&request.to).map_err(EnqueueError::InvalidAddress)?;
@@ -296,7 +299,9 @@ impl Jobs {
         }
         Ok(id)
     }
+    // ANCHOR_END: enqueue
 
+    // ANCHOR: process
     /// Ejecuta un trabajo hasta el final: cada intento con su límite de tiempo, y entre intentos
     /// la espera de [`backoff`]. Devuelve el estado final (`done` o `failed`).
     ///
@@ -353,7 +358,9 @@ impl Jobs {
         });
         status
     }
+    // ANCHOR_END: process
 
+    // ANCHOR: worker
     /// Arranca el worker de apalis que saca trabajos de la cola y llama a [`Jobs::process`].
     /// Su concurrencia no tiene límite (la de apalis por defecto): un envío lento no frena a los
     /// demás. Vive lo que viva el runtime, o hasta que se aborte el `JoinHandle`.
@@ -368,14 +375,17 @@ impl Jobs {
             }
         })
     }
+    // ANCHOR_END: worker
 }
 
+// ANCHOR: handler
 /// El handler de apalis: el trabajo y, con `Data`, el servicio que registramos en el worker.
 async fn email_handler(job: EmailJob, jobs: Data<Jobs>) -> Result<(), BoxDynError> {
     // `process` registra el resultado en el estado: para apalis, el trabajo siempre termina bien.
     jobs.process(job).await;
     Ok(())
 }
+// ANCHOR_END: handler
 
 /// Las rutas del servicio sobre `jobs` (arranca el worker aparte, con [`Jobs::spawn_worker`]).
 pub fn app(jobs: Jobs) -> Router {

@@ -122,6 +122,7 @@ impl MetricsFeed {
         }
     }
 
+    // ANCHOR: feed
     /// Da a `sample` el siguiente id, la guarda en el buffer (tirando la más vieja si no cabe) y
     /// la envía a los streams abiertos. Devuelve el evento publicado.
     pub fn publish(&self, sample: MetricSample) -> MetricEvent {
@@ -162,6 +163,7 @@ impl MetricsFeed {
             .cloned()
             .collect()
     }
+    // ANCHOR_END: feed
 
     /// Un receptor de las métricas que se publiquen a partir de ahora.
     pub fn subscribe(&self) -> broadcast::Receiver<MetricEvent> {
@@ -176,6 +178,7 @@ struct Entry {
     report: Report,
 }
 
+// ANCHOR: cache
 /// La caché del informe: una sola entrada con fecha de caducidad.
 ///
 /// Usa `tokio::time::Instant`, no `std::time::Instant`: con el reloj de Tokio en pausa, un test
@@ -227,6 +230,7 @@ impl ReportCache {
         *entry = None;
     }
 }
+// ANCHOR_END: cache
 
 /// El estado compartido por los handlers.
 #[derive(Clone)]
@@ -295,6 +299,7 @@ pub async fn post_metric(
     (StatusCode::CREATED, Json(event)).into_response()
 }
 
+// ANCHOR: stream
 /// `GET /metrics/stream`: lo que el cliente se perdió (si trae `Last-Event-ID`) y luego las
 /// métricas en vivo, con un comentario keep-alive cuando no hay nada que enviar.
 pub async fn stream_metrics(State(dashboard): State<Dashboard>, headers: HeaderMap) -> Response {
@@ -331,7 +336,9 @@ pub async fn stream_metrics(State(dashboard): State<Dashboard>, headers: HeaderM
         )
         .into_response()
 }
+// ANCHOR_END: stream
 
+// ANCHOR: report
 /// `GET /report`: el informe de la caché si sigue vigente (`X-Cache: HIT`); si no, lo calcula,
 /// lo guarda y lo responde (`X-Cache: MISS`).
 pub async fn get_report(State(dashboard): State<Dashboard>) -> Response {
@@ -353,3 +360,4 @@ pub async fn get_report(State(dashboard): State<Dashboard>) -> Response {
         .insert("x-cache", HeaderValue::from_static(status));
     response
 }
+// ANCHOR_END: report

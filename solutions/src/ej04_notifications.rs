@@ -183,6 +183,7 @@ struct Registry {
     online: HashMap<String, HashMap<u64, mpsc::Sender<ServerFrame>>>,
 }
 
+// ANCHOR: registry
 impl Registry {
     fn unread(&self, user: &str) -> usize {
         self.inboxes
@@ -207,6 +208,7 @@ impl Registry {
         delivered
     }
 }
+// ANCHOR_END: registry
 
 struct Inner {
     state: Mutex<Registry>,
@@ -219,6 +221,7 @@ pub struct Notifier {
     inner: Arc<Inner>,
 }
 
+// ANCHOR: connection
 /// Una conexión WebSocket registrada. Al soltarla (`Drop`) el usuario deja de contar como
 /// conectado en ella, termine como termine la tarea (cierre, error o pánico).
 pub struct Connection {
@@ -234,6 +237,7 @@ impl Drop for Connection {
         self.notifier.disconnect(&self.user, self.id);
     }
 }
+// ANCHOR_END: connection
 
 impl Notifier {
     /// Un sistema vacío que encola sus e-mails en `emails`.
@@ -269,6 +273,7 @@ impl Notifier {
         Ok(())
     }
 
+    // ANCHOR: publish
     /// Publica en `topic`: la guarda en la bandeja de cada suscrito, se la envía en vivo a los
     /// conectados y encola un e-mail para cada desconectado.
     pub async fn publish(
@@ -339,7 +344,9 @@ impl Notifier {
         }
         Ok(published)
     }
+    // ANCHOR_END: publish
 
+    // ANCHOR: connect
     /// Registra una conexión de `user`: desde ahora cuenta como conectado.
     pub fn connect(&self, user: &str) -> Connection {
         let (queue, frames) = mpsc::channel(QUEUE);
@@ -370,6 +377,7 @@ impl Notifier {
             }
         }
     }
+    // ANCHOR_END: connect
 
     /// ¿Tiene `user` alguna conexión abierta?
     pub fn is_online(&self, user: &str) -> bool {
@@ -390,6 +398,7 @@ impl Notifier {
         self.lock().unread(user)
     }
 
+    // ANCHOR: mark_read
     /// Marca como leída la notificación `id` de `user` y avisa a todas sus conexiones del nuevo
     /// contador. Devuelve ese contador. Marcarla dos veces no es un error.
     pub fn mark_read(&self, user: &str, id: u64) -> Result<usize, NotifyError> {
@@ -405,8 +414,10 @@ impl Notifier {
         state.send_to(user, &ServerFrame::Unread { count });
         Ok(count)
     }
+    // ANCHOR_END: mark_read
 }
 
+// ANCHOR: email
 /// El job de e-mail: lo ejecuta el worker de apalis, con el [`Mailer`] que recibió con `.data`.
 /// Devolver el error deja que apalis lo registre (y lo reintente si se configura).
 pub async fn send_email(
@@ -428,6 +439,7 @@ pub fn spawn_email_worker(queue: EmailQueue, mailer: Arc<dyn Mailer>) {
         }
     });
 }
+// ANCHOR_END: email
 
 /// Crea la cola, arranca el worker y devuelve el sistema listo para [`app`]. Hay que llamarla
 /// dentro de un runtime de Tokio.
@@ -524,6 +536,7 @@ async fn send_frame(socket: &mut WebSocket, frame: &ServerFrame) -> Result<(), (
     }
 }
 
+// ANCHOR: socket
 /// La vida de una conexión: se registra, saluda con las no leídas y después reenvía lo que
 /// le llega por su cola mientras contesta a lo que envía el cliente.
 pub async fn handle_socket(mut socket: WebSocket, notifier: Notifier, user: String) {
@@ -567,3 +580,4 @@ pub async fn handle_socket(mut socket: WebSocket, notifier: Notifier, user: Stri
     }
     // `connection` se suelta aquí: su `Drop` saca a esta pestaña de los conectados.
 }
+// ANCHOR_END: socket

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 #[path = "../../../project/tests/api/redis_server.rs"]
 pub mod redis_server;
 
+// ANCHOR: serve
 /// A lesson served on a free port until dropped.
 pub struct Lesson {
     pub addr: SocketAddr,
@@ -52,6 +53,7 @@ pub async fn serve(app: Router) -> Lesson {
         stop: Some(stop),
     }
 }
+// ANCHOR_END: serve
 
 /// A Redis URL for a lesson test, or `None` after saying why the test is skipped. The reason is
 /// written straight to the process's stderr, which the test harness does not capture, so a skip
