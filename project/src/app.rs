@@ -80,11 +80,12 @@ impl App {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let backends = match &config.redis_url {
-            None => backend::memory::backends(hub.clone()),
+            None => backend::memory::backends_keeping(hub.clone(), config.history_limit()),
             Some(url) => {
-                backend::redis::backends(
+                backend::redis::backends_keeping(
                     url,
                     &config.redis_prefix,
+                    config.history_limit(),
                     hub.clone(),
                     &tasks,
                     shutdown.clone(),

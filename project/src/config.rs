@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// How many messages each room keeps unless configured (`CHAT_HISTORY_LIMIT`).
+pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
+
 /// Settings of one server process.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -103,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_ROOMS_PER_HOUR", default_value_t = 30)]
     pub rooms_per_hour: u64,
 
+    /// Messages kept per room: appending one more drops the oldest (ids keep increasing, and a
+    /// `since`/`after` older than what is kept starts at the oldest kept). At least 1.
+    #[arg(long, env = "CHAT_HISTORY_LIMIT", default_value_t = DEFAULT_HISTORY_LIMIT)]
+    pub history_limit: usize,
+
     /// Background jobs: mention e-mails (SMTP or outbox), retries, the periodic sweep. They live
     /// beside the code that uses them, in [`crate::jobs::JobsConfig`].
     #[command(flatten)]
@@ -149,6 +157,11 @@ impl Config {
     /// The header-read timeout (at least one second).
     pub fn header_timeout(&self) -> Duration {
         Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    /// How many messages each room keeps (at least one).
+    pub fn history_limit(&self) -> usize {
+        self.history_limit.max(1)
     }
 
     /// The lease of a connection slot in Redis (at least one second).

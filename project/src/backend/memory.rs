@@ -5,7 +5,7 @@
 //! never wait for each other; the lock covers "assign id, store, deliver", which keeps delivery
 //! order equal to id order.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,9 +21,15 @@ use super::{
 use crate::domain::{Room, RoomId, UserRecord};
 use crate::ws::hub::Hub;
 
-/// Builds the in-process implementation of every backend trait.
+/// Builds the in-process implementation of every backend trait, keeping the default number of
+/// messages per room ([`DEFAULT_HISTORY_LIMIT`](crate::config::DEFAULT_HISTORY_LIMIT)).
 pub fn backends(hub: Arc<Hub>) -> super::Backends {
-    let log = Arc::new(MemoryLog::new(hub.clone()));
+    backends_keeping(hub, crate::config::DEFAULT_HISTORY_LIMIT)
+}
+
+/// Like [`backends`], keeping the newest `history_limit` messages of each room (at least one).
+pub fn backends_keeping(hub: Arc<Hub>, history_limit: usize) -> super::Backends {
+    let log = Arc::new(MemoryLog::new(hub.clone(), history_limit));
     super::Backends {
         users: Arc::new(MemoryUsers::default()),
         rooms: Arc::new(MemoryRooms::default()),
@@ -135,12 +141,35 @@ impl RoomStore for MemoryRooms {
     }
 }
 
-/// One room's log: its frames in id order and the recent `client_id`s.
+/// One room's log: its newest frames in id order (consecutive ids, the oldest dropped first
+/// once there are `history_limit`), the last id given, and the recent `client_id`s.
 #[derive(Default)]
 struct RoomLog {
-    frames: Vec<StoredFrame>,
-    /// `(user, client_id)` → (index in `frames`, when it was stored).
-    recent_client_ids: HashMap<(String, String), (usize, Instant)>,
+    frames: VecDeque<StoredFrame>,
+    last_id: u64,
+    /// `(user, client_id)` → (the id it got, when it was stored).
+    recent_client_ids: HashMap<(String, String), (u64, Instant)>,
+}
+
+impl RoomLog {
+    /// How many kept frames have an id up to `id`: the index where the frames above it start.
+    fn position_after(&self, id: u64) -> usize {
+        let first = self
+            .frames
+            .front()
+            .map_or(self.last_id + 1, |frame| frame.id);
+        let count = id.saturating_add(1).saturating_sub(first);
+        usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(self.frames.len())
+    }
+
+    /// The kept frame with this id, if it was not dropped.
+    fn get(&self, id: u64) -> Option<&StoredFrame> {
+        let first = self.frames.front()?.id;
+        let index = usize::try_from(id.checked_sub(first)?).ok()?;
+        self.frames.get(index)
+    }
 }
 
 struct MemoryLog {
@@ -148,14 +177,16 @@ struct MemoryLog {
     rooms: DashMap<RoomId, Arc<Mutex<RoomLog>>>,
     /// Every room's epoch: history lives as long as this process, so a new one per process.
     epoch: String,
+    history_limit: usize,
 }
 
 impl MemoryLog {
-    fn new(hub: Arc<Hub>) -> Self {
+    fn new(hub: Arc<Hub>, history_limit: usize) -> Self {
         Self {
             hub,
             rooms: DashMap::new(),
             epoch: uuid::Uuid::new_v4().simple().to_string(),
+            history_limit: history_limit.max(1),
         }
     }
 
@@ -175,24 +206,31 @@ impl MessageLog for MemoryLog {
         if let Some(key) = &key {
             log.recent_client_ids
                 .retain(|_, (_, stored_at)| now.duration_since(*stored_at) < IDEMPOTENCY_WINDOW);
-            if let Some((index, _)) = log.recent_client_ids.get(key) {
-                let frame = log.frames[*index].clone();
+            // A repeat of a send whose message was already dropped is stored again, as in Redis.
+            if let Some(frame) = log
+                .recent_client_ids
+                .get(key)
+                .and_then(|(id, _)| log.get(*id))
+            {
                 return Ok(Appended {
-                    frame,
+                    frame: frame.clone(),
                     duplicate: true,
                 });
             }
         }
-        let id = log.frames.len() as u64 + 1;
+        log.last_id += 1;
+        let id = log.last_id;
         let (prefix, suffix) = message_frame_parts(&draft);
         let frame = StoredFrame {
             id,
             json: format!("{prefix}{id}{suffix}").into(),
         };
-        log.frames.push(frame.clone());
+        log.frames.push_back(frame.clone());
+        while log.frames.len() > self.history_limit {
+            log.frames.pop_front();
+        }
         if let Some(key) = key {
-            let index = log.frames.len() - 1;
-            log.recent_client_ids.insert(key, (index, now));
+            log.recent_client_ids.insert(key, (id, now));
         }
         // Delivered while the room's lock is held: the next message of this room cannot be
         // delivered before this one. `deliver` only does `try_send`, it never waits.
@@ -214,9 +252,10 @@ impl MessageLog for MemoryLog {
             return Ok(HistoryPage::default());
         };
         let log = lock(&room_log);
-        // Ids are 1, 2, 3…, so the frame with id `n` sits at index `n - 1`.
+        // Kept ids are consecutive, so an id's place is an offset from the oldest kept one; an
+        // id older than that is place 0, the start of what is kept.
         let len = log.frames.len();
-        let index_of = |id: u64| (id as usize).min(len);
+        let index_of = |id: u64| log.position_after(id);
         let (range, newest_first, limit) = match query {
             HistoryQuery::Latest { limit } => (0..len, true, limit),
             HistoryQuery::Before { before, limit } => {
@@ -239,7 +278,7 @@ impl MessageLog for MemoryLog {
             range.start..range.start + available.min(limit)
         };
         Ok(HistoryPage {
-            frames: log.frames[taken].to_vec(),
+            frames: log.frames.range(taken).cloned().collect(),
             has_more: available > limit,
         })
     }
@@ -439,11 +478,52 @@ mod tests {
     }
 
     async fn log_with(n: u64) -> MemoryLog {
-        let log = MemoryLog::new(Arc::new(Hub::new()));
+        log_keeping(n, crate::config::DEFAULT_HISTORY_LIMIT).await
+    }
+
+    async fn log_keeping(n: u64, history_limit: usize) -> MemoryLog {
+        let log = MemoryLog::new(Arc::new(Hub::new()), history_limit);
         for i in 1..=n {
             log.append(draft(&format!("m{i}"), None)).await.unwrap();
         }
         log
+    }
+
+    #[tokio::test]
+    async fn a_trimmed_history_answers_cursors_from_its_oldest_kept_message() {
+        let log = log_keeping(7, 3).await;
+        let room = RoomId::general();
+        let query = |query| log.history(&room, query);
+        let page = query(HistoryQuery::Latest { limit: 50 }).await.unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![5, 6, 7], false));
+        let page = query(HistoryQuery::After { after: 2, limit: 2 })
+            .await
+            .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![5, 6], true));
+        let page = query(HistoryQuery::Before {
+            before: 6,
+            limit: 5,
+        })
+        .await
+        .unwrap();
+        assert_eq!((ids(&page), page.has_more), (vec![5], false));
+        let page = query(HistoryQuery::Before {
+            before: 4,
+            limit: 5,
+        })
+        .await
+        .unwrap();
+        assert!(page.frames.is_empty());
+        let between = HistoryQuery::Between {
+            after: 1,
+            before: 7,
+            limit: 10,
+        };
+        let page = query(between).await.unwrap();
+        assert_eq!(ids(&page), vec![5, 6]);
+        // Ids keep increasing after a trim.
+        let next = log.append(draft("m8", None)).await.unwrap();
+        assert_eq!(next.frame.id, 8);
     }
 
     fn ids(page: &HistoryPage) -> Vec<u64> {

@@ -18,7 +18,7 @@
 //! | `{p}:rooms` | hash | room id → the [`Room`](crate::domain::Room) as JSON |
 //! | `{p}:members:{room}` | set | usernames |
 //! | `{p}:seq:{room}` | string | the room's last message id |
-//! | `{p}:history:{room}` | sorted set | message frames scored by id |
+//! | `{p}:history:{room}` | sorted set | message frames scored by id, the newest `CHAT_HISTORY_LIMIT` |
 //! | `{p}:epoch:{room}` | string | the room's history epoch; made on first read, so a Redis emptied (or this key deleted) gives a new one |
 //! | `{p}:cid:{room}:{user}:{client_id}` | string | the id a `client_id` got (expires after 600 s) |
 //! | `{p}:online:{room}` | sorted set | users scored by when their newest connection expires (ms) |
@@ -75,6 +75,19 @@ pub async fn backends(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<super::Backends, StoreError> {
+    let limit = crate::config::DEFAULT_HISTORY_LIMIT;
+    backends_keeping(url, prefix, limit, hub, tasks, shutdown).await
+}
+
+/// Like [`backends`], keeping the newest `history_limit` messages of each room (at least one).
+pub async fn backends_keeping(
+    url: &str,
+    prefix: &str,
+    history_limit: usize,
+    hub: Arc<Hub>,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<super::Backends, StoreError> {
     let (client, conn) = connect(url).await?;
     let keys = Keys::new(prefix);
 
@@ -100,7 +113,11 @@ pub async fn backends(
     Ok(super::Backends {
         users: Arc::new(store::RedisUsers::new(conn.clone(), keys.clone())),
         rooms: Arc::new(store::RedisRooms::new(conn.clone(), keys.clone())),
-        messages: Arc::new(log::RedisLog::new(conn.clone(), keys.clone())),
+        messages: Arc::new(log::RedisLog::new(
+            conn.clone(),
+            keys.clone(),
+            history_limit,
+        )),
         presence,
         fanout: Arc::new(fanout::RedisFanout::new(conn.clone(), keys.clone())),
         login_limiter: Arc::new(limiter::RedisLoginLimiter::new(conn.clone(), keys.clone())),

@@ -1045,3 +1045,37 @@ crate::on_both_backends!(
     a_text_with_no_visible_character_is_empty_text_and_not_stored,
     a_user_creates_at_most_30_rooms_an_hour_and_refused_attempts_do_not_count,
 );
+
+#[tokio::test]
+async fn history_keeps_the_newest_messages_of_a_room_up_to_the_limit_on_both_backends() {
+    for backend in [Backend::Memory, Backend::Redis] {
+        // Arrange: a server that keeps 5 messages per room, and 8 sent.
+        let Some(mut config) = test_config(backend).await else {
+            continue;
+        };
+        config.history_limit = 5;
+        let app = spawn_app_with(config).await;
+        let token = app.signup("ana").await;
+        let sent = ids_of(&fill(&app, &token, "general", 8).await);
+        let kept = sent[3..].to_vec();
+
+        // Act
+        let latest = page(&app, &token, "general", "").await;
+        let after_a_dropped_one = page(&app, &token, "general", "after=1").await;
+        let before = page(&app, &token, "general", &format!("before={}", sent[6])).await;
+        let rejoined = app.ws(&token).await.join_since("general", 1).await;
+        let next = ids_of(&fill(&app, &token, "general", 1).await);
+
+        // Assert: the oldest are gone, a cursor older than what is kept starts at the oldest
+        // kept, and ids keep increasing.
+        assert_eq!(latest, (kept.clone(), false), "{backend:?}");
+        assert_eq!(after_a_dropped_one, (kept.clone(), false), "{backend:?}");
+        assert_eq!(before, (sent[3..6].to_vec(), false), "{backend:?}");
+        let history = rejoined["history"].as_array().unwrap();
+        assert_eq!(ids_of(history), kept, "{backend:?}: {rejoined}");
+        assert_eq!(next, vec![sent[7] + 1], "{backend:?}");
+        let (after_next, _) = page(&app, &token, "general", "").await;
+        assert_eq!(after_next, [&sent[4..], &next[..]].concat(), "{backend:?}");
+        app.stop().await;
+    }
+}

@@ -17,15 +17,22 @@ static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("app
 static EPOCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("epoch.lua")));
 
 /// Each room has a counter (`{p}:seq:{room}`) and a sorted set of frames scored by id
-/// (`{p}:history:{room}`), so that a page of history is one range query by score.
+/// (`{p}:history:{room}`), so that a page of history is one range query by score. The script
+/// that appends also trims the set to the newest `history_limit`; a cursor below the oldest kept
+/// id simply matches from there.
 pub(super) struct RedisLog {
     conn: ConnectionManager,
     keys: Keys,
+    history_limit: usize,
 }
 
 impl RedisLog {
-    pub(super) fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys }
+    pub(super) fn new(conn: ConnectionManager, keys: Keys, history_limit: usize) -> Self {
+        Self {
+            conn,
+            keys,
+            history_limit: history_limit.max(1),
+        }
     }
 }
 
@@ -45,7 +52,8 @@ impl MessageLog for RedisLog {
             .arg(after_id)
             .arg(self.keys.events())
             .arg(room)
-            .arg(IDEMPOTENCY_WINDOW.as_secs());
+            .arg(IDEMPOTENCY_WINDOW.as_secs())
+            .arg(self.history_limit);
         let (id, json, duplicate): (u64, Vec<u8>, u8) = script
             .invoke_async(&mut self.conn.clone())
             .await
