@@ -27,6 +27,8 @@ use crate::ws::hub::Hub;
 use crate::ws::origin::OriginPolicy;
 use crate::{auth, rooms, web, ws};
 
+mod recovery;
+
 /// Largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -69,6 +71,8 @@ pub struct App {
     activity_events: Option<mpsc::Receiver<Activity>>,
     /// The job workers, started by `serve`.
     job_workers: Option<crate::jobs::Workers>,
+    /// With Redis: the bootstrap's sentinel and its name, watched by `serve` (see [`recovery`]).
+    sentinel: Option<(recovery::Sentinel, String)>,
 }
 
 impl App {
@@ -140,11 +144,20 @@ impl App {
             tasks,
         };
         let admin_password = bootstrap(&state).await?;
+        let sentinel = match &state.config.redis_url {
+            None => None,
+            Some(url) => {
+                let sentinel = recovery::Sentinel::connect(url, &state.config.redis_prefix).await?;
+                let name = sentinel.mark().await?;
+                Some((sentinel, name))
+            }
+        };
         Ok(Self {
             state,
             admin_password,
             activity_events: Some(activity_events),
             job_workers: Some(job_workers),
+            sentinel,
         })
     }
 
@@ -174,6 +187,12 @@ impl App {
         }
         if let Some(workers) = self.job_workers {
             workers.start(&state);
+        }
+        if let Some((sentinel, name)) = self.sentinel {
+            let every = state.config.bootstrap_check();
+            state
+                .tasks
+                .spawn(recovery::watch(state.clone(), sentinel, name, every));
         }
         let token = state.shutdown.clone();
         let grace = state.config.shutdown_grace();
@@ -210,7 +229,8 @@ impl App {
 }
 
 /// Creates `general` and the admin account when they do not exist yet. Returns the admin
-/// password when it had to be generated.
+/// password when it had to be generated. Idempotent, so that [`recovery`] may run it again on a
+/// Redis that came back empty, on several nodes at once.
 async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
     let general = Room {
         id: "general".into(),

@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "chat")]
     pub redis_prefix: String,
 
+    /// How often each node checks that Redis still holds its bootstrap (ms): a Redis that came
+    /// back empty is bootstrapped again and clients resync within about twice this.
+    #[arg(long, env = "CHAT_BOOTSTRAP_CHECK_MS", default_value_t = 2_000)]
+    pub bootstrap_check_ms: u64,
+
     /// HS256 secret for the JWTs; generated at start-up when unset (tokens then die with the
     /// process, and nodes of a cluster would not accept each other's tokens).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -162,6 +167,11 @@ impl Config {
     /// How many messages each room keeps (at least one).
     pub fn history_limit(&self) -> usize {
         self.history_limit.max(1)
+    }
+
+    /// How often the bootstrap sentinel is checked (at least every 100 ms).
+    pub fn bootstrap_check(&self) -> Duration {
+        Duration::from_millis(self.bootstrap_check_ms.max(100))
     }
 
     /// The lease of a connection slot in Redis (at least one second).

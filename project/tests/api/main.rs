@@ -19,6 +19,7 @@ mod limits;
 mod members;
 mod operations;
 mod process;
+mod redis_recovery;
 mod redis_server;
 mod rooms;
 mod ws_delivery;
