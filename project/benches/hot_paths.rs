@@ -70,8 +70,17 @@ fn frames(c: &mut Criterion) {
             }
         })
         .collect();
+    let answer = protocol::Joined {
+        room: "general",
+        online: &online,
+        history: &history,
+        epoch: "a1b2c3",
+        reset: false,
+        truncated: false,
+        has_more: Some(true),
+    };
     group.bench_function("serialize_joined_1000_online_50_history", |b| {
-        b.iter(|| protocol::joined("general", black_box(&online), black_box(&history), false))
+        b.iter(|| protocol::joined(black_box(&answer)))
     });
     group.finish();
 }
