@@ -66,6 +66,7 @@ function newRoomState(id) {
     messages: [],        // confirmados, ordenados por id
     ids: new Set(),      // para no mostrar nunca un id dos veces
     lastSeenId: null,    // último id visto SIN huecos: es el "since" al reconectar
+    epoch: null,         // el "epoch" del último "joined": nombra el historial al que se refiere lastSeenId
     catchingUp: false,   // recuperando por REST lo que no cupo en "joined"
     hasOlder: false, loadingOlder: false, // botón "Cargar anteriores"
     pending: new Map(),  // client_id → mensaje enviado aún sin confirmar
@@ -284,12 +285,14 @@ function sendFrame(frame) {
   return true;
 }
 
-// {"type":"join","room","since"?}: con since el servidor manda solo lo que nos perdimos.
+// {"type":"join","room","since"?,"epoch"?}: con since el servidor manda solo lo que nos perdimos.
+// Con epoch, además, nos avisa ("reset") si ese historial ya no existe y los ids empezaron de nuevo.
 function joinRoom(room) {
   room.wanted = true;
   if (room.joined || room.joining) return;
   const frame = { type: 'join', room: room.id };
   if (room.lastSeenId !== null) frame.since = room.lastSeenId;
+  if (room.epoch !== null) frame.epoch = room.epoch;
   if (sendFrame(frame)) {
     room.joining = true;
     room.sinceSent = room.lastSeenId;
@@ -310,13 +313,19 @@ function handleFrame(raw) {
 }
 
 // "joined": lista de conectados + historial (los últimos 50, o lo posterior a since).
+// Con "reset": true el servidor perdió el historial que conocíamos (otro "epoch"): los ids
+// empezaron de nuevo, así que lo que teníamos se descarta y manda el historial de este "joined".
 function onJoined(frame) {
   const room = roomState(frame.room);
-  const resumed = room.sinceSent !== null; // ¿era una reconexión con since?
+  if (frame.reset) {
+    Object.assign(room, { messages: [], ids: new Set(), lastSeenId: null, catchingUp: false, sinceSent: null });
+  }
+  room.epoch = frame.epoch ?? null;
+  const resumed = room.sinceSent !== null; // ¿era una reconexión con since (y el mismo historial)?
   Object.assign(room, { joined: true, joining: false, wanted: true });
   room.online = new Set(frame.online || []);
   const history = frame.history || [];
-  if (!resumed) room.hasOlder = history.length >= 50;
+  if (!resumed) room.hasOlder = frame.has_more ?? history.length >= 50;
   addMessages(room, history, { countUnread: resumed });
   if (frame.truncated) catchUp(room); // más de 1000 perdidos: el resto por REST
   for (const pending of room.pending.values()) sendPending(room, pending); // lo que quedó sin confirmar
@@ -423,9 +432,11 @@ async function catchUp(room) {
   if (room.catchingUp) return;
   room.catchingUp = true;
   let cursor = room.lastSeenId ?? 0;
-  while (state.token && state.rooms.get(room.id) === room) {
+  const epoch = room.epoch; // un "reset" a mitad invalida el cursor: paramos
+  while (state.token && state.rooms.get(room.id) === room && room.epoch === epoch) {
     try {
       const page = await api(`${roomPath(room.id)}/messages?after=${cursor}&limit=200`);
+      if (room.epoch !== epoch) break; // llegó un "reset" mientras esperábamos
       addMessages(room, page.messages, { countUnread: true });
       if (page.messages.length) cursor = page.messages[page.messages.length - 1].id;
       room.lastSeenId = cursor;

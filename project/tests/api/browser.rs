@@ -118,6 +118,62 @@ async fn two_browsers_on_two_redis_nodes_chat_and_see_presence() {
         .await;
 }
 
+/// A Redis emptied under a connected browser: the server bootstraps it again and closes the
+/// socket with 1013; the web client rejoins with its `since` and `epoch`, gets `reset`, and
+/// replaces what it showed of the room, so a new message whose id starts again from 1 is shown
+/// (a client that only sent `since` would ask for ids after the old ones and hide it).
+#[tokio::test]
+async fn the_web_client_replaces_a_rooms_history_when_redis_comes_back_empty() {
+    let Some(redis) = crate::redis_server::private_redis() else {
+        return;
+    };
+    let Some(mut browsers) = Browsers::start("redis_comes_back_empty").await else {
+        return;
+    };
+    let mut config = test_config(Backend::Memory).await.unwrap();
+    config.redis_url = Some(redis.url.clone());
+    let app = spawn_app_with(config).await;
+    let admin = app.admin_token().await;
+    let ana = browsers.open("ana", &app.url("")).await;
+
+    browsers
+        .run(async {
+            // Arrange: ana in general, where three messages were said before Redis is emptied.
+            ana.register("ana").await;
+            app.post_numbered(&admin, "general", "antes", 3).await;
+            ana.wait_for_message("antes 2").await;
+
+            // Act: Redis loses everything; once general is back, a message gets id 1 again.
+            let mut raw = redis::Client::open(redis.url.clone())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let () = redis::cmd("FLUSHALL").query_async(&mut raw).await.unwrap();
+            let deadline = Instant::now() + WAIT;
+            while !app
+                .get("/rooms", Some(&admin))
+                .await
+                .body
+                .as_array()
+                .is_some_and(|rooms| rooms.iter().any(|room| room["id"] == "general"))
+            {
+                assert!(Instant::now() < deadline, "general no volvió en {WAIT:?}");
+                tokio::time::sleep(POLL).await;
+            }
+            let fresh = app.admin_token().await;
+            let after = app
+                .post_messages(&fresh, "general", &["después del vaciado".to_owned()])
+                .await;
+            assert_eq!(id_of(&after[0]), 1, "{after:?}");
+
+            // Assert: the new message is shown, and the lost ones are not.
+            ana.wait_for_message("después del vaciado").await;
+            assert_eq!(ana.message_texts().await, ["después del vaciado"]);
+        })
+        .await;
+}
+
 /// The admin opens the live dashboard; a message sent in the chat moves its message counter,
 /// with no reload, and shows up in the activity feed.
 #[tokio::test]
