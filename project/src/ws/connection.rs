@@ -1,7 +1,8 @@
-//! One WebSocket connection: a single task that reads frames, writes answers and forwards the
-//! events of the rooms it joined.
+//! One WebSocket connection: a task that writes answers and forwards the events of the rooms it
+//! joined, and beside it a reader (`read_frames`) that takes frames as they arrive and counts
+//! them against the rate limit then (a frame that waits behind a slow one is not penalised).
 //!
-//! Everything happens in one `select!` loop, so the order of what the client sees is simply the
+//! Everything the client sees is written in one `select!` loop, so its order is simply the
 //! order in which this loop writes: a `joined` answer is written before any live message of that
 //! room (those wait in the bounded queue meanwhile, and the ones the history already contained
 //! are skipped by id).
@@ -18,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt as _;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::hub::Subscriber;
 use super::protocol::{
@@ -36,6 +39,9 @@ use crate::domain::{Room, RoomId, now_rfc3339};
 
 /// Frames a connection's outbound queue holds before it counts as a slow consumer.
 pub const OUTBOUND_QUEUE: usize = 256;
+/// Frames read ahead while an earlier one is being answered (it may wait on the backend). Past
+/// this the reader stops reading, and the peer's frames wait in TCP buffers.
+const INBOUND_QUEUE: usize = 32;
 /// Sustained frames per second a client may send.
 pub const FRAMES_PER_SECOND: u32 = 20;
 /// Frames a client may send in a burst (a new connection starts with a full burst).
@@ -79,8 +85,47 @@ struct Connection {
     subscriber: Subscriber,
     /// The room events queued for this connection (the receiving end of `subscriber.queue`).
     events: mpsc::Receiver<Arc<RoomEvent>>,
-    limiter: DefaultDirectRateLimiter,
 }
+
+/// The writing half of the socket; the reading half belongs to `read_frames`.
+type Sink = SplitSink<WebSocket, Message>;
+
+/// One read from the socket, with the rate limit's verdict taken when it arrived.
+struct Arrival {
+    incoming: Option<Result<Message, axum::Error>>,
+    at: Instant,
+    /// `false` for a data frame over the rate limit.
+    allowed: bool,
+}
+
+// ANCHOR: read_frames
+/// Reads frames as they arrive and counts each data frame against the rate limit then, not when
+/// the connection gets to it: while an earlier frame waits on a slow backend, the frames that
+/// arrive meanwhile are not counted as if they had all been sent at once. Ends after the read
+/// that ends the connection, or when the connection stops listening.
+async fn read_frames(
+    mut stream: SplitStream<WebSocket>,
+    limiter: DefaultDirectRateLimiter,
+    arrivals: mpsc::Sender<Arrival>,
+) {
+    loop {
+        let incoming = stream.next().await;
+        let last = matches!(&incoming, None | Some(Err(_)) | Some(Ok(Message::Close(_))));
+        let allowed = match &incoming {
+            Some(Ok(Message::Text(_) | Message::Binary(_))) => limiter.check().is_ok(),
+            _ => true,
+        };
+        let arrival = Arrival {
+            incoming,
+            at: Instant::now(),
+            allowed,
+        };
+        if arrivals.send(arrival).await.is_err() || last {
+            return;
+        }
+    }
+}
+// ANCHOR_END: read_frames
 
 /// A stored message the sender must see before its next frame is answered.
 struct Echo {
@@ -89,7 +134,7 @@ struct Echo {
 }
 
 /// Serves one upgraded connection until it closes, then cleans up its rooms and presence.
-pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
+pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
     // `chat_connections` +1 now, -1 when this function ends, however it ends.
     let _gauge = crate::metrics::ConnectionGauge::open();
     // Counted in the dashboard's `connections` while this function runs.
@@ -103,12 +148,19 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     };
     let quota = Quota::per_second(NonZeroU32::MIN.saturating_add(FRAMES_PER_SECOND - 1))
         .allow_burst(NonZeroU32::MIN.saturating_add(FRAME_BURST - 1));
+    let (mut socket, stream) = socket.split();
+    let (arrived, mut arrivals) = mpsc::channel(INBOUND_QUEUE);
+    // Aborted when this function ends, however it ends (even cancelled).
+    let reader = AbortOnDropHandle::new(tokio::spawn(read_frames(
+        stream,
+        RateLimiter::direct(quota),
+        arrived,
+    )));
     let mut connection = Connection {
         id: ConnId::new_v4(),
         joined: HashMap::new(),
         subscriber,
         events,
-        limiter: RateLimiter::direct(quota),
         user,
         state,
     };
@@ -126,9 +178,11 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
     let exit = loop {
         let step = async {
             tokio::select! {
-                incoming = socket.recv() => {
-                    last_heard = Instant::now();
-                    connection.on_incoming(&mut socket, incoming).await
+                arrival = arrivals.recv() => {
+                    // The reader ends after the read that ends the connection: none left is gone.
+                    let arrival = arrival.unwrap_or(Arrival { incoming: None, at: Instant::now(), allowed: true });
+                    last_heard = arrival.at;
+                    connection.on_incoming(&mut socket, arrival).await
                 }
                 Some(event) = connection.events.recv() => connection.forward(&mut socket, &event).await,
                 _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
@@ -151,6 +205,7 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
         }
     };
     // ANCHOR_END: connection_loop
+    drop(reader);
 
     // Leave first: the rooms must not wait for a peer that may never read its close frame.
     // Unreachable for mentions first, so whoever sees this user leave a room also knows that a
@@ -181,14 +236,14 @@ pub async fn run(mut socket: WebSocket, state: AppState, user: AuthUser) {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes one message; a failed or stuck write means the peer is gone.
-async fn send(socket: &mut WebSocket, message: Message) -> Result<(), Exit> {
+async fn send(socket: &mut Sink, message: Message) -> Result<(), Exit> {
     match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(Exit::Gone),
     }
 }
 
-async fn send_text(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> Result<(), Exit> {
+async fn send_text(socket: &mut Sink, text: impl Into<Utf8Bytes>) -> Result<(), Exit> {
     send(socket, Message::Text(text.into())).await
 }
 
@@ -214,12 +269,8 @@ fn exit_for(error: axum::Error) -> Exit {
 // ANCHOR_END: read_error
 
 impl Connection {
-    async fn on_incoming(
-        &mut self,
-        socket: &mut WebSocket,
-        incoming: Option<Result<Message, axum::Error>>,
-    ) -> Result<(), Exit> {
-        let message = match incoming {
+    async fn on_incoming(&mut self, socket: &mut Sink, arrival: Arrival) -> Result<(), Exit> {
+        let message = match arrival.incoming {
             None => return Err(Exit::Gone),
             Some(Err(error)) => return Err(exit_for(error)),
             Some(Ok(message)) => message,
@@ -239,8 +290,9 @@ impl Connection {
                 ErrorContext::default(),
             ),
         };
-        // The first check: every data frame counts against the rate limit, valid or not.
-        if self.limiter.check().is_err() {
+        // The first check: every data frame counts against the rate limit, valid or not (counted
+        // by the reader, when it arrived).
+        if !arrival.allowed {
             let error = FrameError::new(
                 ErrorCode::RateLimited,
                 "demasiados frames: máximo 20 por segundo",
@@ -261,7 +313,7 @@ impl Connection {
     /// Forwards queued room events until the sender's own copy of `echo` has been written (or
     /// the room is no longer joined: access was revoked meanwhile). Events queued before it are
     /// written first, in order, so nothing with a lower id is skipped.
-    async fn forward_until(&mut self, socket: &mut WebSocket, echo: &Echo) -> Result<(), Exit> {
+    async fn forward_until(&mut self, socket: &mut Sink, echo: &Echo) -> Result<(), Exit> {
         let deadline = Instant::now() + ECHO_TIMEOUT;
         while self
             .joined
@@ -289,7 +341,7 @@ impl Connection {
     /// must get before anything else is answered.
     async fn handle(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Sink,
         frame: ClientFrame,
     ) -> Result<Option<Echo>, FrameError> {
         match frame {
@@ -315,7 +367,7 @@ impl Connection {
 
     async fn join(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Sink,
         room: &str,
         since: Option<u64>,
         epoch: Option<&str>,
@@ -337,7 +389,7 @@ impl Connection {
     /// `joined`. A `since` counts only in the epoch the client names (or when it names none).
     async fn join_and_answer(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Sink,
         room_id: &RoomId,
         since: Option<u64>,
         epoch: Option<&str>,
@@ -419,7 +471,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn leave(&mut self, socket: &mut WebSocket, room: &str) -> Result<(), FrameError> {
+    async fn leave(&mut self, socket: &mut Sink, room: &str) -> Result<(), FrameError> {
         let room_id = self.joined_room(room)?;
         self.leave_room(&room_id).await;
         let _ = send_text(
@@ -435,7 +487,7 @@ impl Connection {
     // ANCHOR: send_message
     async fn send_message(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Sink,
         room: &str,
         text: String,
         client_id: Option<String>,
@@ -508,11 +560,7 @@ impl Connection {
     // ANCHOR: forward
     /// Writes a room event to the client, unless the client left the room or already got the
     /// message in a `joined` history.
-    async fn forward(
-        &mut self,
-        socket: &mut WebSocket,
-        event: &Arc<RoomEvent>,
-    ) -> Result<(), Exit> {
+    async fn forward(&mut self, socket: &mut Sink, event: &Arc<RoomEvent>) -> Result<(), Exit> {
         if let Audience::User(_) = event.audience {
             // Addressed to this user (a mention), whether or not they joined the room.
             return send_text(socket, event.frame.clone()).await;

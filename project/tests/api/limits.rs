@@ -689,3 +689,68 @@ async fn accept_keeps_working_after_the_open_file_limit_without_spinning_or_floo
         "the server used {cpu:.2} s of CPU in {held:?} without descriptors: it spins"
     );
 }
+
+#[tokio::test]
+async fn frames_sent_while_redis_is_frozen_count_against_the_rate_limit_when_they_arrive() {
+    // Arrange: a node on a private Redis, and ana in general.
+    let Some(redis) = crate::redis_server::private_redis() else {
+        return;
+    };
+    let Some(mut config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    config.redis_url = Some(redis.url.clone());
+    let app = spawn_app_with(config).await;
+    let mut ana = app.connected("ana").await;
+    ana.join("general").await;
+
+    // Act: 80 sends at 10 per second (half the limit); Redis is frozen for the first 6 s, so
+    // the first sends wait on it while the rest arrive.
+    const SENDS: usize = 80;
+    redis.pause();
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for n in 0..SENDS {
+        pace.tick().await;
+        if n == 60 {
+            redis.resume();
+        }
+        ana.send_json(serde_json::json!({
+            "type": "send", "room": "general", "text": format!("m{n}"), "client_id": format!("c{n}"),
+        }))
+        .await;
+    }
+    let mut answered = std::collections::HashMap::new();
+    while answered.len() < SENDS {
+        let frame = ana.recv().await;
+        let Some(client_id) = frame["client_id"].as_str() else {
+            continue;
+        };
+        let outcome = match frame["type"].as_str() {
+            Some("message") => "stored".to_owned(),
+            Some("error") => {
+                assert_eq!(frame["room"], "general", "{frame}");
+                frame["code"].as_str().unwrap_or_default().to_owned()
+            }
+            _ => continue,
+        };
+        answered.insert(client_id.to_owned(), outcome);
+    }
+
+    // Assert: every send answered, stored or `unavailable`, none rate limited, connection open.
+    let limited = answered
+        .values()
+        .filter(|code| *code == "rate_limited")
+        .count();
+    assert_eq!(limited, 0, "{answered:?}");
+    assert!(
+        answered
+            .values()
+            .all(|code| code == "stored" || code == "unavailable"),
+        "{answered:?}"
+    );
+    assert!(
+        answered.values().any(|code| code == "stored"),
+        "{answered:?}"
+    );
+    ana.assert_usable().await;
+}
