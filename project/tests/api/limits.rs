@@ -752,5 +752,9 @@ async fn frames_sent_while_redis_is_frozen_count_against_the_rate_limit_when_the
         answered.values().any(|code| code == "stored"),
         "{answered:?}"
     );
+    assert!(
+        answered.values().any(|code| code == "unavailable"),
+        "a send that waited on the frozen Redis is answered in time: {answered:?}"
+    );
     ana.assert_usable().await;
 }
