@@ -28,6 +28,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+/// How a test that cannot run here says so: the project's shared helper (one line on the real
+/// stderr, a list at the end of the run, a failure under `REQUIRE_*=1`).
+#[path = "../../project/tests/api/skip.rs"]
+mod skip;
+
 const ADMIN_PASSWORD: &str = "admin-del-corrector";
 const JWT_SECRET: &str = "secreto-de-las-pruebas-del-corrector";
 
@@ -770,12 +775,6 @@ impl Drop for Redis {
     }
 }
 
-fn skip(reason: &str) {
-    use std::io::Write;
-    // Written to stderr directly: libtest would hide an eprintln! of a passing test.
-    let _ = writeln!(std::io::stderr(), "se omite la prueba: {reason}");
-}
-
 /// The command that starts `binary` on `port`, with Redis when `redis_port` is given.
 fn chat_command(
     binary: &std::path::Path,
@@ -832,11 +831,12 @@ fn run_process_checks(
 #[test]
 fn with_a_command_the_grader_checks_shutdown_and_restart() {
     let Some(binary) = chat_binary() else {
-        skip("no existe target/debug/chat: ejecuta antes `cargo build -p chat`");
+        skip::skip(skip::CHAT_BINARY);
         return;
     };
     let Some(redis) = Redis::start() else {
-        skip("redis-server no está instalado: el reinicio necesita un backend que sobreviva");
+        // The restart check needs a backend that outlives the process.
+        skip::skip(skip::REDIS);
         return;
     };
     let port = free_port();
@@ -855,7 +855,7 @@ fn with_a_command_the_grader_checks_shutdown_and_restart() {
 #[test]
 fn a_server_that_forgets_everything_on_restart_loses_the_restart_check() {
     let Some(binary) = chat_binary() else {
-        skip("no existe target/debug/chat: ejecuta antes `cargo build -p chat`");
+        skip::skip(skip::CHAT_BINARY);
         return;
     };
     // In memory: the process exits cleanly on SIGTERM, but its data goes with it.

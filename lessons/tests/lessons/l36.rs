@@ -348,8 +348,7 @@ async fn l36_emails_are_sent_retried_and_given_up_on_the_memory_queue() {
 
 #[tokio::test]
 async fn l36_emails_are_sent_retried_and_given_up_on_redis() {
-    let Some(url) = support::redis_url("l36_emails_are_sent_retried_and_given_up_on_redis").await
-    else {
+    let Some(url) = support::redis_url().await else {
         return;
     };
     let outbox = Outbox::new();
@@ -398,8 +397,7 @@ fn key_len(view: &Value, key: &str) -> u64 {
 
 #[tokio::test]
 async fn l36_a_job_queued_by_one_process_waits_in_redis_until_another_sends_it() {
-    let test = "l36_a_job_queued_by_one_process_waits_in_redis_until_another_sends_it";
-    let Some(url) = support::redis_url(test).await else {
+    let Some(url) = support::redis_url().await else {
         return;
     };
     let outbox = Outbox::new();

@@ -568,8 +568,8 @@ async fn unknown_rooms_and_bad_messages_are_refused() {
 }
 
 /// Settings for the Redis store, or `None` (skipped, visibly) without a Redis.
-async fn redis_settings(test: &str) -> Option<Settings> {
-    let url = support::redis_url(test).await?;
+async fn redis_settings() -> Option<Settings> {
+    let url = support::redis_url().await?;
     Some(Settings {
         redis_url: Some(url),
         ..settings()
@@ -578,8 +578,7 @@ async fn redis_settings(test: &str) -> Option<Settings> {
 
 #[tokio::test]
 async fn redis_cache_says_hit_and_a_write_invalidates() {
-    let Some(settings) = redis_settings("redis_cache_says_hit_and_a_write_invalidates").await
-    else {
+    let Some(settings) = redis_settings().await else {
         return;
     };
     hit_miss_and_invalidation_on_write(settings).await;
@@ -587,8 +586,7 @@ async fn redis_cache_says_hit_and_a_write_invalidates() {
 
 #[tokio::test]
 async fn redis_cache_computes_once_for_concurrent_misses() {
-    let Some(settings) = redis_settings("redis_cache_computes_once_for_concurrent_misses").await
-    else {
+    let Some(settings) = redis_settings().await else {
         return;
     };
     concurrent_misses_compute_once(settings).await;
@@ -596,9 +594,7 @@ async fn redis_cache_computes_once_for_concurrent_misses() {
 
 #[tokio::test]
 async fn redis_cache_stores_the_answer_in_redis_with_its_ttl() {
-    let Some(settings) =
-        redis_settings("redis_cache_stores_the_answer_in_redis_with_its_ttl").await
-    else {
+    let Some(settings) = redis_settings().await else {
         return;
     };
     let (url, prefix, ttl) = (

@@ -350,36 +350,55 @@ macro_rules! on_both_caches {
     };
 }
 
-/// Counts computations and holds each one until the gate opens.
+/// The computation of a stampede test: counts its runs, and holds each run until every request
+/// of the stampede is inside the cache (see [`stampede`]).
 #[derive(Clone)]
 struct Computation {
     runs: Arc<AtomicUsize>,
-    gate: tokio::sync::watch::Receiver<bool>,
+    /// How many requests have called the cache so far.
+    arrived: tokio::sync::watch::Receiver<usize>,
+    requests: usize,
 }
 
 impl Computation {
     async fn run(self, body: &'static str) -> Result<Bytes, String> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        let mut gate = self.gate;
-        gate.wait_for(|open| *open).await.unwrap();
+        let mut arrived = self.arrived;
+        let requests = self.requests;
+        arrived
+            .wait_for(|arrived| *arrived == requests)
+            .await
+            .unwrap();
         Ok(Bytes::from_static(body.as_bytes()))
     }
 }
 
 /// `requests` concurrent misses of one cold key, spread over `caches` (the nodes): returns how
 /// many computations ran and the statuses.
+///
+/// The first computation does not finish until every request has called the cache, so no
+/// request can find the body already stored and pass without having been part of the
+/// stampede. The test runs on one thread (`#[tokio::test]`'s runtime): a request that has just
+/// called the cache runs on until it first waits (for moka's entry, this node's turn, or a
+/// Redis reply sent before the computation's write), and only then does the computation, woken
+/// by the last arrival, go on. A cache without single flight would start a computation for
+/// every request that read the key missing: several runs, not one.
 async fn stampede(caches: &[Cache], requests: usize) -> (usize, Vec<CacheStatus>) {
     let runs = Arc::new(AtomicUsize::new(0));
-    let (open, gate) = tokio::sync::watch::channel(false);
+    let (arrive, arrived) = tokio::sync::watch::channel(0);
+    let arrive = Arc::new(arrive);
     let computation = Computation {
         runs: runs.clone(),
-        gate,
+        arrived,
+        requests,
     };
     let tasks: Vec<_> = (0..requests)
         .map(|i| {
             let cache = caches[i % caches.len()].clone();
             let computation = computation.clone();
+            let arrive = arrive.clone();
             tokio::spawn(async move {
+                arrive.send_modify(|arrived| *arrived += 1);
                 cache
                     .get_or_compute("cold", Duration::from_secs(5), || {
                         computation.run(r#"{"n":1}"#)
@@ -389,16 +408,6 @@ async fn stampede(caches: &[Cache], requests: usize) -> (usize, Vec<CacheStatus>
             })
         })
         .collect();
-    // One computation has started; give the others time to arrive and (wrongly) start theirs.
-    tokio::time::timeout(FRAME_TIMEOUT, async {
-        while runs.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("no computation started");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    open.send(true).unwrap();
     let mut statuses = Vec::new();
     for task in tasks {
         let (body, status) = tokio::time::timeout(FRAME_TIMEOUT, task)

@@ -7,7 +7,6 @@
 //! (CI) that is a failure.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{ADMIN_PASSWORD, ChatBinary, FRAME_TIMEOUT, PASSWORD, WsClient, id_of};
+use crate::helpers::{ADMIN_PASSWORD, ChatBinary, FRAME_TIMEOUT, PASSWORD, WsClient, id_of, skip};
 use crate::redis_server::{self, RedisServer};
 
 /// How long the set-up may take to answer through nginx.
@@ -36,11 +35,7 @@ impl Deployment {
     /// Starts the deployment, or `None` (after saying why) when nginx or Redis is missing.
     async fn start() -> Option<Self> {
         if !nginx_installed() {
-            let reason = "nginx no está instalado: se omite la prueba del despliegue (apt-get install nginx)";
-            if std::env::var("REQUIRE_NGINX").as_deref() == Ok("1") {
-                panic!("{reason}, y REQUIRE_NGINX=1 la exige");
-            }
-            let _ = writeln!(std::io::stderr(), "OMITIDA: {reason}");
+            skip::skip(skip::NGINX);
             return None;
         }
         let redis = redis_server::private_redis()?;

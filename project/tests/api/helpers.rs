@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::redis_server;
+/// How a test that cannot run on this machine says so: `skip::skip(skip::NGINX)`, then return.
+pub use crate::redis_server::skip;
 
 /// How long a test waits for a frame that must come.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -350,16 +352,35 @@ impl WsClient {
         }
     }
 
-    /// Asserts that no text frame arrives within `wait`.
+    /// Asserts that nothing is on its way to this connection: sends a `ping` as a sentinel and
+    /// requires the very next frame to be its `pong`. A room event meant for this connection
+    /// is queued for it when it is fanned out, which is before the sender sees its own copy;
+    /// so, called after the sender's `say`, anything that should not have come arrives before
+    /// the `pong`, however slow the server is (a timed silence would prove nothing there).
+    pub async fn assert_nothing_pending(&mut self) {
+        self.send_json(json!({ "type": "ping" })).await;
+        let frame = self.recv().await;
+        assert_eq!(
+            frame,
+            json!({ "type": "pong" }),
+            "expected nothing before the pong of a sentinel ping, got {frame}"
+        );
+    }
+
+    /// Stays idle for `wait`, reading only (so the library answers the server's pings), and
+    /// asserts that no text frame came meanwhile, then that none is on its way
+    /// ([`Self::assert_nothing_pending`]). The wait is the behaviour under test (a client that
+    /// sends nothing for a while); to prove that something did not arrive, use the sentinel alone.
     pub async fn assert_silent(&mut self, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Err(_) => return,
+                Err(_) => break,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
                 Ok(other) => panic!("expected silence, got {other:?}"),
             }
         }
+        self.assert_nothing_pending().await;
     }
 }
 

@@ -21,8 +21,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const UNAVAILABLE: &str =
-    "Redis no disponible: se omite la prueba (instala redis-server o define REDIS_URL)";
+/// How a test that cannot run says so (shared with every test crate that includes this file).
+#[path = "skip.rs"]
+pub mod skip;
 
 /// The wrapper: start the server, wait for stdin to close, then stop it and clean up.
 const WRAPPER: &str = r#"redis-server "$@" </dev/null >/dev/null 2>&1 &
@@ -36,8 +37,8 @@ rm -rf "$CHAT_TEST_REDIS_DIR""#;
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The URL of a Redis for tests: the shared test server (started on the first call), else the
-/// `REDIS_URL` environment variable, else `None` after saying why, so the caller skips.
-/// With `REQUIRE_REDIS=1` (CI), having no Redis fails the test instead of skipping it.
+/// `REDIS_URL` environment variable, else `None` after saying why ([`skip::skip`]), so the
+/// caller returns. With `REQUIRE_REDIS=1` (CI), having no Redis fails the test instead.
 pub async fn redis_url() -> Option<String> {
     static SHARED: OnceLock<Option<RedisServer>> = OnceLock::new();
     let shared = SHARED.get_or_init(RedisServer::start).as_ref();
@@ -55,10 +56,7 @@ pub fn private_redis() -> Option<RedisServer> {
 
 /// Says why a Redis test is skipped, or fails it under `REQUIRE_REDIS=1`.
 fn unavailable<T>() -> Option<T> {
-    if std::env::var("REQUIRE_REDIS").as_deref() == Ok("1") {
-        panic!("{UNAVAILABLE}");
-    }
-    eprintln!("{UNAVAILABLE}");
+    skip::skip(skip::REDIS);
     None
 }
 
