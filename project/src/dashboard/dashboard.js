@@ -170,6 +170,8 @@ function setStatus(kind, text) {
 // ------------------------------------------------------------------------------------------
 
 const numberFormat = new Intl.NumberFormat('es-ES');
+// Las marcas del eje de las gráficas: 1,25 (coma decimal, como el resto del panel).
+const axisFormat = new Intl.NumberFormat('es-ES', { maximumFractionDigits: 2 });
 
 function setNumber(selector, value) {
   const element = $(selector);
@@ -328,7 +330,7 @@ function drawFrame(ctx, width, height, maxValue) {
     ctx.moveTo(pad.left, py);
     ctx.lineTo(width - pad.right, py);
     ctx.stroke();
-    ctx.fillText(Number.isInteger(value) ? value : value.toFixed(1), pad.left - 8, py);
+    ctx.fillText(axisFormat.format(value), pad.left - 8, py);
   }
   ctx.textAlign = 'center';
   ctx.textBaseline = 'top';

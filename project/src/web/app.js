@@ -1,6 +1,7 @@
 /*
  * Cliente web del chat empresarial (Semana 10): HTML + CSS + JavaScript sin frameworks.
- * Habla el contrato chat-protocol.md: REST (/auth, /rooms) y un WebSocket (/ws).
+ * Habla el contrato de project/PROTOCOL.md (resumido en el libro: docs/src/proyecto/contrato.md):
+ * REST (/auth, /rooms) y un WebSocket (/ws).
  *
  * Idea central: UNA conexión WebSocket transporta varias salas. Por eso guardamos estado
  * por sala (mensajes, usuarios en línea, quién escribe, último id visto, no leídos) y cada
@@ -23,6 +24,8 @@
  *   #online-list        usuarios en línea de la sala actual: <li data-user="<nombre>">
  *   #typing-indicator   "X está escribiendo…"
  *   #toasts             avisos no bloqueantes (errores, menciones)
+ *
+ * Las cifras que ve la persona (contadores, segundos) salen de formatNumber: formato es-ES.
  */
 'use strict';
 
@@ -36,6 +39,10 @@ const BACKOFF_MIN = 500;           // reconexión: 0,5 s, 1 s, 2 s… hasta 10 s
 const BACKOFF_MAX = 10000;
 const TOKEN_KEY = 'chat.token';    // sessionStorage: el token muere al cerrar la pestaña
 const ROOM_ID_RE = /^[a-z0-9-]{1,32}$/;
+// Cifras en formato español: "0,5 s", "12.345". Un solo formateador para toda la página.
+const NUMBER_FORMAT = new Intl.NumberFormat('es-ES');
+const SECONDS_FORMAT = new Intl.NumberFormat('es-ES', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const formatNumber = (n) => NUMBER_FORMAT.format(n);
 const CLOSE_REASONS = {
   1000: 'cierre normal', 1001: 'servidor reiniciándose', 1006: 'conexión perdida',
   1008: 'rechazada por política', 1009: 'mensaje demasiado grande',
@@ -167,7 +174,7 @@ function showAuthError(error, form) {
   if (!error) { box.textContent = ''; return; }
   let text = error.message || String(error);
   if (error.status === 429 && error.retryAfter) {
-    text += ` Vuelve a intentarlo en ${error.retryAfter} s.`;
+    text += ` Vuelve a intentarlo en ${formatNumber(error.retryAfter)} s.`;
     if (form) lockForm(form, error.retryAfter);
   }
   box.textContent = text;
@@ -188,6 +195,7 @@ async function startSession() {
   $('#current-avatar').textContent = state.me.username.slice(0, 1).toUpperCase();
   $('#auth-view').hidden = true;
   $('#chat-view').hidden = false;
+  clearAuthForms(); // la contraseña no se queda en la página mientras chateas
   await loadRooms();
   connect();
   selectRoom(state.current || 'general');
@@ -208,10 +216,23 @@ function logout(message = '') {
   Object.assign(state, { token: null, me: null, roomInfo: [], rooms: new Map(), current: null, attempt: 0 });
   $('#chat-view').hidden = true;
   $('#auth-view').hidden = false;
-  $('#message-list').replaceChildren();
+  // Nada de la persona que se fue queda en la página: avisos, borradores, salas, formularios.
+  $('#toasts').replaceChildren();
+  clearAuthForms();
+  for (const form of ['#new-room-form', '#invite-form', '#message-form']) $(form).reset();
+  delete $('#new-room-id').dataset.edited;
+  Object.assign($('#current-user'), { textContent: '', title: '' });
+  $('#current-avatar').textContent = '';
+  renderAll();
   setStatus('offline', 'Desconectado');
   showAuthError(message ? { message } : '');
-  updateTitle();
+}
+
+// Vacía los formularios de acceso: en un ordenador compartido (un aula) quien llega después no
+// debe ver el usuario, el correo ni la contraseña de quien se fue.
+function clearAuthForms() {
+  $('#login-form').reset();
+  $('#register-form').reset();
 }
 
 function expireSession() {
@@ -226,7 +247,7 @@ function connect() {
   const ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(state.token)}`);
   state.ws = ws;
   let opened = false;
-  if (state.attempt) setStatus('reconnecting', `Reconectando… (${state.lastClose}) · intento ${state.attempt}`);
+  if (state.attempt) setStatus('reconnecting', `Reconectando… (${state.lastClose}) · intento ${formatNumber(state.attempt)}`);
   else setStatus('connecting', 'Conectando…');
 
   ws.onopen = () => {
@@ -261,7 +282,7 @@ function scheduleReconnect(event, opened) {
   const delay = Math.min(BACKOFF_MAX, Math.round(base * (0.75 + Math.random() * 0.5)));
   state.attempt += 1;
   state.lastClose = describeClose(event);
-  setStatus('reconnecting', `Reconectando… (${state.lastClose}) · nuevo intento en ${(delay / 1000).toFixed(1)} s`);
+  setStatus('reconnecting', `Reconectando… (${state.lastClose}) · nuevo intento en ${SECONDS_FORMAT.format(delay / 1000)} s`);
   state.reconnectTimer = setTimeout(async () => {
     // El navegador no nos deja ver el HTTP 401 de un upgrade rechazado: si el socket ni llegó
     // a abrirse, preguntamos a /auth/me. Si da 401, api() ya nos devolvió al login.
@@ -303,6 +324,7 @@ function joinRoom(room) {
 const handlers = {
   joined: onJoined, message: onMessage, presence: onPresence, typing: onTyping,
   notification: onNotification, error: onErrorFrame, left: onLeft, pong: () => {},
+  rooms_changed: onRoomsChanged,
 };
 
 function handleFrame(raw) {
@@ -403,6 +425,12 @@ function onErrorFrame(frame) {
   toast(frame.message || frame.code, { kind: 'error', detail: frame.code });
 }
 
+// "rooms_changed": cambió la lista de salas que puedo ver (alguien creó una sala pública, o me
+// añadieron a una privada o me quitaron de ella). El frame no trae la lista: la pedimos por REST.
+function onRoomsChanged() {
+  loadRooms();
+}
+
 function onLeft(frame) {
   const room = state.rooms.get(frame.room);
   if (room) Object.assign(room, { joined: false, wanted: false });
@@ -476,7 +504,7 @@ async function loadOlder() {
 // Devuelve un texto de error, o '' si el mensaje es válido (mismas reglas que el servidor).
 function validateText(text) {
   if (!text.trim()) return 'El mensaje está vacío.';
-  if ([...text].length > MAX_CHARS) return `Máximo ${MAX_CHARS} caracteres.`;
+  if ([...text].length > MAX_CHARS) return `Máximo ${formatNumber(MAX_CHARS)} caracteres.`;
   return '';
 }
 
@@ -614,8 +642,8 @@ function renderRooms() {
     const name = el('span', 'room-name', `${info.private ? '🔒' : '#'} ${info.name}`);
     if (info.private) name.append(el('span', 'sr-only', ' (privada)'));
     const online = room && room.joined ? room.online.size : info.online || 0;
-    item.append(name, el('span', 'room-online', `${online} en línea`));
-    if (room && room.unread) item.append(el('span', 'badge', `${room.unread}`), el('span', 'sr-only', ' sin leer'));
+    item.append(name, el('span', 'room-online', `${formatNumber(online)} en línea`));
+    if (room && room.unread) item.append(el('span', 'badge', formatNumber(room.unread)), el('span', 'sr-only', ' sin leer'));
     const li = el('li');
     li.append(item);
     return li;
@@ -629,11 +657,11 @@ function renderRoomPanel() {
   const room = currentRoom();
   const info = state.roomInfo.find((r) => r.id === state.current);
   $('#room-title').textContent = room ? `${info && info.private ? '🔒' : '#'} ${info ? info.name : room.id}` : 'Elige una sala';
-  const meta = !room ? '' : room.joined ? `${room.online.size} en línea` : room.joining ? 'Uniéndose…' : 'Sin conexión a la sala';
+  const meta = !room ? '' : room.joined ? `${formatNumber(room.online.size)} en línea` : room.joining ? 'Uniéndose…' : 'Sin conexión a la sala';
   $('#room-meta').textContent = meta;
   $('#invite-form').hidden = !(info && info.private);
   const users = room ? [...room.online].sort() : [];
-  $('#online-count').textContent = users.length ? `${users.length}` : '';
+  $('#online-count').textContent = users.length ? formatNumber(users.length) : '';
   $('#online-list').replaceChildren(...users.map((user) => {
     const li = el('li', isMe(user) ? 'me' : '', isMe(user) ? `${user} (tú)` : user);
     li.dataset.user = user;
@@ -682,7 +710,7 @@ function messageEl(msg, pending = false) {
   const meta = el('div', 'meta');
   const time = el('time', null, formatTime(msg.ts));
   time.dateTime = msg.ts;
-  time.title = new Date(msg.ts).toLocaleString('es');
+  time.title = new Date(msg.ts).toLocaleString('es-ES');
   meta.append(el('strong', 'author', msg.user), time);
   if (pending) {
     meta.append(el('span', 'state', msg.failed ? 'no enviado' : 'pendiente…'));
@@ -728,9 +756,9 @@ function appendTextWithMentions(container, text, author) {
 // "14:05" si es de hoy; "12/03 14:05" si no. `ts` es RFC 3339 en UTC: Date lo pasa a hora local.
 function formatTime(ts) {
   const date = new Date(ts);
-  const time = date.toLocaleTimeString('es', { hour: '2-digit', minute: '2-digit' });
+  const time = date.toLocaleTimeString('es-ES', { hour: '2-digit', minute: '2-digit' });
   if (date.toDateString() === new Date().toDateString()) return time;
-  return `${date.toLocaleDateString('es', { day: '2-digit', month: '2-digit' })} ${time}`;
+  return `${date.toLocaleDateString('es-ES', { day: '2-digit', month: '2-digit' })} ${time}`;
 }
 
 function renderLoadOlder() {
@@ -757,7 +785,7 @@ function updateComposer() {
   const text = $('#message-input').value;
   const count = [...text].length;
   const counter = $('#char-counter');
-  counter.textContent = `${count}/${MAX_CHARS}`;
+  counter.textContent = `${formatNumber(count)}/${formatNumber(MAX_CHARS)}`;
   counter.classList.toggle('over', count > MAX_CHARS);
   counter.classList.toggle('near', count > MAX_CHARS * 0.9 && count <= MAX_CHARS);
   $('#send-button').disabled = !currentRoom() || validateText(text) !== '';
@@ -771,7 +799,7 @@ function setStatus(name, text) {
 // Total de no leídos en el título de la pestaña: "(3) Chat empresarial".
 function updateTitle() {
   const unread = [...state.rooms.values()].reduce((sum, room) => sum + room.unread, 0);
-  document.title = unread ? `(${unread}) Chat empresarial` : 'Chat empresarial';
+  document.title = unread ? `(${formatNumber(unread)}) Chat empresarial` : 'Chat empresarial';
 }
 
 // "Al final" con 40 px de margen: si el usuario está leyendo arriba, no le movemos la lista.

@@ -10,8 +10,14 @@ use crate::app::AppState;
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
+/// The icon the pages link (`<link rel="icon">`): a speech bubble, drawn in SVG.
+const FAVICON_SVG: &str = include_str!("favicon.svg");
+/// The same bubble as a 32×32 ICO, for whatever asks for `/favicon.ico` without reading the
+/// page (older browsers, bookmarks, feed readers): without it every one of them logs a 404.
+const FAVICON_ICO: &[u8] = include_bytes!("favicon.ico");
 
-/// `/`, `/app.js` and `/style.css`.
+/// `/`, `/app.js`, `/style.css` and the icon (`/favicon.svg`, `/favicon.ico`), which the
+/// dashboard page links too.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -26,10 +32,18 @@ pub fn router() -> Router<AppState> {
             "/style.css",
             get(|| async { page("text/css; charset=utf-8", STYLE_CSS) }),
         )
+        .route(
+            "/favicon.svg",
+            get(|| async { page("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { page("image/x-icon", FAVICON_ICO) }),
+        )
 }
 
 /// A static asset. `no-cache` makes browsers revalidate, so a new build is seen at once.
-fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+fn page<B: IntoResponse>(content_type: &'static str, body: B) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
         body,

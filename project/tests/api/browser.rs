@@ -35,6 +35,8 @@ use crate::helpers::*;
 const WAIT: Duration = Duration::from_secs(20);
 /// How often a condition is checked again.
 const POLL: Duration = Duration::from_millis(100);
+/// The width of a phone's viewport, in CSS px (an iPhone 12 to 15).
+const PHONE_WIDTH: u64 = 390;
 
 /// The Chromium flags of every session (headless, no sandbox for containers, nothing that
 /// talks to the network on its own).
@@ -316,6 +318,321 @@ async fn mentions_are_highlighted_with_the_servers_rule() {
         .await;
 }
 
+/// On a phone (390 CSS px) nothing is wider than the screen: not the chat's access screen, nor
+/// the chat with a room open and a long message, nor the dashboard's login or its live panel.
+#[tokio::test]
+async fn the_chat_and_the_dashboard_fit_a_phone_screen() {
+    let Some(mut browsers) = Browsers::start("phone_width").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let phone = browsers.open_phone("ana", &app.url("")).await;
+    let long = format!(
+        "mira https://example.com/{} y dime",
+        "una-ruta-muy-larga".repeat(8)
+    );
+
+    browsers
+        .run(async {
+            phone.goto("/").await;
+            phone.assert_fits("la pantalla de acceso del chat").await;
+
+            phone.register("ana").await;
+            phone.type_keys(&long).await;
+            phone.click("#send-button").await;
+            phone.wait_for_message(&long).await;
+            phone.assert_fits("el chat con una sala abierta").await;
+
+            phone.goto("/dashboard").await;
+            phone
+                .wait_for("la entrada del panel", VISIBLE, json!(["#login-form"]))
+                .await;
+            phone.assert_fits("la entrada del panel").await;
+            phone.set("#username", "admin").await;
+            phone.set("#password", ADMIN_PASSWORD).await;
+            phone.click("#login-form button[type=\"submit\"]").await;
+            phone
+                .wait_for(
+                    "la fila de #general en la tabla de salas del panel",
+                    TEXT_HAS,
+                    json!(["#rooms-body", "#general"]),
+                )
+                .await;
+            phone.assert_fits("el panel en vivo").await;
+        })
+        .await;
+}
+
+/// On a shared computer (a classroom) whoever comes next finds nothing of whoever logged out:
+/// the access forms are empty (no username, e-mail or password), and so are the draft, the
+/// notices and the lists; the next person registers in the same page, typing into empty fields.
+#[tokio::test]
+async fn logging_out_leaves_nothing_of_the_previous_user_in_the_page() {
+    let Some(mut browsers) = Browsers::start("logout_clears_forms").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("aula", &app.url("")).await;
+
+    browsers
+        .run(async {
+            // Arrange: lucia registers, leaves a draft and has a notice on screen.
+            page.register("lucia_aula").await;
+            page.type_keys("borrador secreto").await;
+            page.set("#new-room-id", "¡no vale!").await;
+            page.click("#new-room-form button[type=\"submit\"]").await;
+            page.wait_for("un aviso", PRESENT, json!(["#toasts .toast"]))
+                .await;
+
+            // Act
+            page.click("#logout").await;
+            page.wait_for(
+                "la pantalla de acceso tras cerrar sesión",
+                VISIBLE,
+                json!(["#auth-view"]),
+            )
+            .await;
+
+            // Assert: every field is empty, and no text of lucia's is left in the page.
+            let script = "return ['#username', '#password', '#reg-username', '#reg-email',
+                    '#reg-password', '#message-input', '#new-room-name', '#new-room-id',
+                    '#invite-username']
+                .map((s) => [s, document.querySelector(s).value])
+                .filter(([, value]) => value !== '');";
+            assert_eq!(
+                page.js(script, json!([])).await,
+                json!([]),
+                "campos con valor tras cerrar sesión"
+            );
+            let left = page
+                .js(
+                    "return [...document.querySelectorAll('body *')]
+                    .filter((e) => !e.children.length && e.textContent.includes(arguments[0]))
+                    .map((e) => e.outerHTML);",
+                    json!(["lucia"]),
+                )
+                .await;
+            assert_eq!(left, json!([]), "texto de lucia en la página");
+            assert_eq!(
+                page.js(
+                    "return document.querySelector('#toasts').children.length;",
+                    json!([])
+                )
+                .await,
+                json!(0),
+                "avisos tras cerrar sesión"
+            );
+
+            // The next person types into the same (empty) register form.
+            page.submit_register("marco_aula").await;
+        })
+        .await;
+}
+
+/// The online list reads like a list: my own name starts at its left edge, like everyone
+/// else's. And a notice (toast) never covers the list: not on a wide screen (three columns,
+/// the list on the right) nor on a tablet (the list under the rooms).
+#[tokio::test]
+async fn own_name_lines_up_in_the_online_list_and_toasts_leave_it_visible() {
+    let Some(mut browsers) = Browsers::start("online_list_layout").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("ana", &app.url("")).await;
+
+    browsers
+        .run(async {
+            // Arrange: ana in the web client, bea in general through a WebSocket.
+            page.register("ana").await;
+            let mut bea = app.connected("bea").await;
+            bea.join("general").await;
+            page.wait_for(
+                "que bea aparezca en #online-list",
+                PRESENT,
+                json!(["#online-list li[data-user=\"bea\"]"]),
+            )
+            .await;
+
+            // Assert: both names span the list's width, mine too.
+            let edges = page
+                .js(
+                    "const edges = (e) => { const r = e.getBoundingClientRect();
+                        return [Math.round(r.left), Math.round(r.right)]; };
+                    return [edges(document.querySelector('#online-list')),
+                        ...['ana', 'bea'].map((u) =>
+                            edges(document.querySelector(`#online-list li[data-user=\"${u}\"]`)))];",
+                    json!([]),
+                )
+                .await;
+            let [list, ana, bea] = [&edges[0], &edges[1], &edges[2]];
+            assert_eq!(ana, list, "mi nombre (ana) en #online-list: {edges}");
+            assert_eq!(bea, list, "el nombre de bea en #online-list: {edges}");
+
+            // Toasts: one on a wide screen, another at tablet width.
+            page.toast_leaves_the_online_list_visible("una pantalla ancha")
+                .await;
+            page.client
+                .set_window_size(900, 900)
+                .await
+                .unwrap_or_else(|e| panic!("no se pudo cambiar el tamaño de la ventana: {e}"));
+            let width = page.js("return innerWidth;", json!([])).await;
+            assert!(
+                width.as_u64().is_some_and(|w| w <= 1000),
+                "la ventana de tableta mide {width} px"
+            );
+            page.toast_leaves_the_online_list_visible("una tableta").await;
+        })
+        .await;
+}
+
+/// The figures the chat shows are written the Spanish way (`Intl.NumberFormat('es-ES')`): a
+/// thousands point and a decimal comma, and, when the server goes away, the status says when
+/// the next attempt is as «nuevo intento en 0,5 s».
+#[tokio::test]
+async fn the_status_writes_its_numbers_the_spanish_way() {
+    let Some(mut browsers) = Browsers::start("spanish_numbers").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("ana", &app.url("")).await;
+
+    browsers
+        .run(async {
+            page.register("ana").await;
+            assert_eq!(
+                page.js("return formatNumber(12345.5);", json!([])).await,
+                json!("12.345,5"),
+                "el formato de las cifras del cliente"
+            );
+
+            // Act: the server stops; the client waits a moment before each new attempt.
+            app.stop().await;
+
+            // Assert
+            let status = page
+                .wait_for(
+                    "«nuevo intento en … s» en #connection-status",
+                    "const e = document.querySelector('#connection-status');
+                    return e.dataset.state === 'reconnecting' && e.textContent.includes('nuevo intento en')
+                        ? e.textContent : null;",
+                    json!([]),
+                )
+                .await;
+            let status = status.as_str().unwrap();
+            let seconds = status
+                .split("nuevo intento en ")
+                .nth(1)
+                .and_then(|rest| rest.strip_suffix(" s"))
+                .unwrap_or_else(|| panic!("«nuevo intento en X s» al final de {status:?}"));
+            let (whole, tenths) = seconds
+                .split_once(',')
+                .unwrap_or_else(|| panic!("sin coma decimal: {status:?}"));
+            assert!(
+                !whole.is_empty()
+                    && whole.chars().all(|c| c.is_ascii_digit())
+                    && tenths.len() == 1
+                    && tenths.chars().all(|c| c.is_ascii_digit()),
+                "los segundos de {status:?} no son como «0,5»"
+            );
+        })
+        .await;
+}
+
+/// Both pages have an icon: `/favicon.ico` is a real ICO (browsers and tools that ask for it
+/// get no 404), and the `<link rel="icon">` of the chat and of the dashboard load as images.
+#[tokio::test]
+async fn the_chat_and_the_dashboard_have_an_icon() {
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    for (path, content_type, magic) in [
+        ("/favicon.ico", "image/x-icon", &b"\0\0\x01\0"[..]),
+        ("/favicon.svg", "image/svg+xml", &b"<svg"[..]),
+    ] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            content_type,
+            "GET {path}"
+        );
+        let body = response.bytes().await.unwrap();
+        assert!(body.starts_with(magic), "GET {path}: {body:?}");
+    }
+    let Some(mut browsers) = Browsers::start("favicon").await else {
+        return;
+    };
+    let page = browsers.open("ana", &app.url("")).await;
+
+    browsers
+        .run(async {
+            for path in ["/", "/dashboard"] {
+                page.goto(path).await;
+                let icons = page
+                    .js(
+                        "return Promise.all([...document.querySelectorAll('link[rel~=\"icon\"]')]
+                        .map((link) => fetch(link.href).then((r) => ({
+                            href: link.href, status: r.status, type: r.headers.get('content-type'),
+                        }))));",
+                        json!([]),
+                    )
+                    .await;
+                let icons = icons.as_array().unwrap();
+                assert!(!icons.is_empty(), "{path} no tiene <link rel=\"icon\">");
+                for icon in icons {
+                    assert_eq!(icon["status"], 200, "{path}: {icon}");
+                    assert!(
+                        icon["type"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("image/")),
+                        "{path}: {icon}"
+                    );
+                }
+            }
+        })
+        .await;
+}
+
+/// When the server says `rooms_changed` (the rooms I can see changed), the client asks for
+/// `GET /rooms` again and lists the new room at once; a frame type it does not know is ignored
+/// and the page keeps working. The server does not send `rooms_changed` yet: the test hands
+/// the frames to the client's frame handler (`handleFrame`, what the socket's `onmessage`
+/// calls), and stops the client's 30 s poll so that only the frame can bring the room.
+#[tokio::test]
+async fn a_rooms_changed_frame_makes_the_client_list_the_rooms_again() {
+    let Some(mut browsers) = Browsers::start("rooms_changed_client").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("ana", &app.url("")).await;
+
+    browsers
+        .run(async {
+            // Arrange: ana in the web client, without its poll; bea creates a room.
+            page.register("ana").await;
+            page.js("clearInterval(state.roomsTimer);", json!([])).await;
+            let bea = app.signup("bea").await;
+            let created = app.create_room(&bea, "recien-creada", false).await;
+            assert_eq!(created.status, 201, "{created:?}");
+            let listed = "return document.querySelector('#room-list [data-room=\"recien-creada\"]') !== null;";
+            assert_eq!(page.js(listed, json!([])).await, json!(false));
+
+            // Act
+            page.js(
+                "handleFrame(JSON.stringify({ type: 'un_tipo_nuevo', room: 'general' }));
+                handleFrame(JSON.stringify({ type: 'rooms_changed' }));",
+                json!([]),
+            )
+            .await;
+
+            // Assert: the room is listed, and the chat still works.
+            page.wait_for("la sala recien-creada en #room-list", listed, json!([]))
+                .await;
+            page.type_keys("sigo aquí").await;
+            page.click("#send-button").await;
+            page.wait_for_message("sigo aquí").await;
+        })
+        .await;
+}
+
 /// The shared story of the chat tests: ana registers and creates a room, bea registers and
 /// joins it, each sees the other online and typing, and both see both messages.
 async fn two_users_chat(ana: &Page, bea: &Page) {
@@ -417,6 +734,22 @@ const TEXT_LACKS: &str = "const e = document.querySelector(arguments[0]); return
 const NUMBER_ABOVE: &str = "const e = document.querySelector(arguments[0]);
     const digits = e === null ? '' : e.textContent.replace(/[^0-9]/g, '');
     return digits !== '' && Number(digits) > arguments[1] ? { value: Number(digits) } : null;";
+/// `[width]`: `{ scroll, inner, wide }`: how wide the page is and how wide the window, in CSS
+/// px, and the elements (at most 5) whose right edge is past `width`.
+const FITS: &str = "const scroll = document.scrollingElement.scrollWidth;
+    const wide = [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > arguments[0] + 0.5)
+        .slice(0, 5)
+        .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`);
+    return { scroll, inner: innerWidth, wide };";
+/// `{ covers, toast, people }` once a notice is shown: whether it overlaps the online list
+/// (`.people`), and both boxes as `[left, top, right, bottom]`.
+const TOAST_OVER_PEOPLE: &str = "const toast = document.querySelector('#toasts .toast');
+    if (toast === null) return null;
+    const box = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const [a, b] = [box(toast), box(document.querySelector('.people'))];
+    const covers = a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+    return { covers, toast: a, people: b };";
 /// The texts of the confirmed messages (with a server id) of the current room, in order.
 const MESSAGE_TEXTS: &str =
     "return [...document.querySelectorAll('#message-list li.message[data-id]')]
@@ -472,15 +805,32 @@ impl Browsers {
     /// Opens a new browser (its own Chromium and profile) for the user `name`, on the web
     /// client at `base` (`http://127.0.0.1:PORT`).
     async fn open(&mut self, name: &str, base: &str) -> Page {
+        self.open_with(name, base, json!({})).await
+    }
+
+    /// Like [`Browsers::open`], on a phone: Chromium's device emulation gives the page a
+    /// viewport [`PHONE_WIDTH`] CSS px wide, as a phone does (`width=device-width`).
+    async fn open_phone(&mut self, name: &str, base: &str) -> Page {
+        let metrics = json!({ "width": PHONE_WIDTH, "height": 844, "pixelRatio": 3.0 });
+        let options = json!({ "mobileEmulation": { "deviceMetrics": metrics } });
+        self.open_with(name, base, options).await
+    }
+
+    /// Opens a browser with these extra `goog:chromeOptions` (a JSON object).
+    async fn open_with(&mut self, name: &str, base: &str, options: Value) -> Page {
         let profile =
             std::env::temp_dir().join(format!("chat-browser-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&profile).unwrap();
         self.profiles.push(profile.clone());
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|arg| arg.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
+        let mut chrome_options = json!({ "binary": self.chromium, "args": args });
+        if let (Value::Object(all), Value::Object(extra)) = (&mut chrome_options, options) {
+            all.extend(extra);
+        }
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": self.chromium, "args": args },
+            "goog:chromeOptions": chrome_options,
         });
         let Value::Object(capabilities) = capabilities else {
             unreachable!()
@@ -733,14 +1083,60 @@ impl Page {
         found["value"].as_u64().unwrap()
     }
 
+    /// Fails unless the page is as wide as a phone's screen ([`PHONE_WIDTH`]) and nothing in
+    /// it is wider (the page cannot be scrolled sideways). Names what sticks out if something
+    /// does.
+    async fn assert_fits(&self, what: &str) {
+        // A phone widens the window (zooming out) to show a page wider than its screen.
+        let size = self.js(FITS, json!([PHONE_WIDTH])).await;
+        assert!(
+            size["inner"] == json!(PHONE_WIDTH)
+                && size["scroll"].as_u64() <= size["inner"].as_u64(),
+            "[{}] {what} no cabe en {PHONE_WIDTH} px de ancho: {size}",
+            self.name
+        );
+    }
+
+    /// Makes the client show a notice (a room id it refuses) and fails if the notice covers
+    /// the online list, on a screen described by `screen`.
+    async fn toast_leaves_the_online_list_visible(&self, screen: &str) {
+        self.js(
+            "document.querySelector('#toasts').replaceChildren();",
+            json!([]),
+        )
+        .await;
+        self.set("#new-room-id", "¡no vale!").await;
+        self.click("#new-room-form button[type=\"submit\"]").await;
+        let found = self
+            .wait_for(
+                &format!("un aviso en {screen}"),
+                TOAST_OVER_PEOPLE,
+                json!([]),
+            )
+            .await;
+        assert_eq!(
+            found["covers"],
+            json!(false),
+            "[{}] el aviso tapa la lista «En línea» en {screen}: {found}",
+            self.name
+        );
+    }
+
     /// Types into the message box.
     async fn type_keys(&self, keys: &str) {
         self.fill("#message-input", keys).await;
     }
 
-    /// Registers `username` through the register form and waits until the chat is connected.
+    /// Opens the web client, registers `username` through the register form and waits until
+    /// the chat is connected.
     async fn register(&self, username: &str) {
         self.goto("/").await;
+        self.submit_register(username).await;
+    }
+
+    /// Types `username`, an e-mail and [`PASSWORD`] into the register form shown now (without
+    /// reloading the page), submits it and waits until the chat is connected.
+    async fn submit_register(&self, username: &str) {
         self.fill("#reg-username", username).await;
         self.fill("#reg-email", &format!("{username}@example.com"))
             .await;
