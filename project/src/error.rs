@@ -1,5 +1,8 @@
 //! HTTP errors: one enum, one JSON shape (`{"error":{"code","message"}}`), one place that maps
 //! them to status codes. Handlers return `Result<_, ApiError>` and use `?`.
+//!
+//! And [`StartupError`], why the binary could not start: one Spanish line for a person, never a
+//! backtrace.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::backend::StoreError;
+use crate::config::ConfigError;
 use crate::domain::Invalid;
 
 /// Every error a REST route (or a refused WebSocket upgrade) can answer.
@@ -74,9 +78,9 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         if let Self::Busy(_) = self {
             // A storm sheds many requests: one line each would flood the log.
-            tracing::debug!("request shed: hashing pool full");
+            tracing::debug!("petición descartada: el pool de hash está lleno");
         } else if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %self, "la petición falló");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
@@ -101,7 +105,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(what) => Self::Conflict(what),
             other => {
-                tracing::error!(error = %other, "backend failed");
+                tracing::error!(error = %other, "el backend falló");
                 Self::Unavailable("el servicio no está disponible; inténtalo de nuevo".into())
             }
         }
@@ -116,7 +120,7 @@ impl From<JsonRejection> for ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::PayloadTooLarge;
         }
-        tracing::debug!(detail = %rejection.body_text(), "JSON body refused");
+        tracing::debug!(detail = %rejection.body_text(), "cuerpo JSON rechazado");
         let message = match rejection {
             JsonRejection::JsonSyntaxError(_) => "el cuerpo no es JSON válido",
             JsonRejection::JsonDataError(_) => {
@@ -133,7 +137,7 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        tracing::debug!(detail = %rejection.body_text(), "query string refused");
+        tracing::debug!(detail = %rejection.body_text(), "query string rechazada");
         Self::InvalidInput(
             "parámetros de la URL no válidos: alguno no tiene el tipo esperado".into(),
         )
@@ -142,7 +146,7 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        tracing::debug!(detail = %rejection.body_text(), "path refused");
+        tracing::debug!(detail = %rejection.body_text(), "ruta rechazada");
         Self::InvalidInput("ruta no válida: un segmento no tiene el formato esperado".into())
     }
 }
@@ -168,4 +172,81 @@ pub mod extract {
     #[derive(Debug, FromRequestParts)]
     #[from_request(via(axum::extract::Path), rejection(ApiError))]
     pub struct Path<T>(pub T);
+}
+
+// ANCHOR: startup_error
+/// Why the `chat` binary did not start (or stopped serving). Each one prints as a single Spanish
+/// line that names the setting to change and says what to do; the binary prints it and exits
+/// with [`StartupError::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A flag or environment variable that means nothing.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The listening socket could not be opened (port in use, no permission…).
+    #[error("{}", listen_failure(*.addr, .source))]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// Connecting the backends or the bootstrap failed.
+    #[error("{}", build_failure(.0))]
+    Build(anyhow::Error),
+    /// The server failed while serving.
+    #[error("el servidor se detuvo por un error: {0:#}")]
+    Serve(anyhow::Error),
+}
+// ANCHOR_END: startup_error
+
+impl StartupError {
+    /// 2 for a wrong setting (what clap uses for bad arguments), 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// "Could not listen on ADDR (CHAT_ADDR)", why, and what to do.
+fn listen_failure(addr: std::net::SocketAddr, error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+
+    let port = addr.port();
+    let what_to_do = match error.kind() {
+        ErrorKind::AddrInUse => format!(
+            "el puerto {port} ya está en uso (¿un chat o una lección abiertos en otra \
+             terminal? míralo con «ss -ltnp | grep :{port}»); ciérralo o elige otro puerto, \
+             como CHAT_ADDR=127.0.0.1:8080"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "no hay permiso para el puerto {port} (los menores de 1024 piden privilegios); usa \
+             otro, como CHAT_ADDR=0.0.0.0:8000"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "la IP {} no es de esta máquina; usa 0.0.0.0 (todas las interfaces) o 127.0.0.1, \
+             como CHAT_ADDR=0.0.0.0:{port}",
+            addr.ip()
+        ),
+        _ => format!("{error}; prueba con otra dirección, como CHAT_ADDR=127.0.0.1:8080"),
+    };
+    format!("no se pudo escuchar en {addr} (CHAT_ADDR): {what_to_do}")
+}
+
+/// A failed build names Redis and its URL when Redis was the problem ([`StoreError`]'s text
+/// from the connection says so, in Spanish); otherwise the whole chain, on one line.
+fn build_failure(error: &anyhow::Error) -> String {
+    let unavailable = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(StoreError::Unavailable(why)) => Some(why.clone()),
+        _ => None,
+    });
+    match unavailable {
+        // Already says what REDIS_URL points to and what to do (`backend::redis::connect`).
+        Some(why) if why.contains("REDIS_URL") => why,
+        Some(why) => format!(
+            "Redis dejó de responder durante el arranque ({why}); comprueba que sigue en marcha \
+             en REDIS_URL y vuelve a arrancar el chat"
+        ),
+        None => format!("el chat no pudo arrancar: {error:#}"),
+    }
 }

@@ -68,7 +68,7 @@ pub fn install() -> &'static PrometheusHandle {
         ) {
             Ok(builder) => builder,
             Err(error) => {
-                tracing::warn!(%error, "histogram buckets refused; latencies become a summary");
+                tracing::warn!(%error, "cubetas del histograma rechazadas: las latencias serán un resumen");
                 PrometheusBuilder::new()
             }
         };
@@ -76,7 +76,7 @@ pub fn install() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         if let Err(error) = metrics::set_global_recorder(recorder) {
             // Someone else (an embedding program) owns the facade: /metrics will stay empty.
-            tracing::warn!(%error, "another metrics recorder is installed; /metrics shows nothing");
+            tracing::warn!(%error, "ya hay otro registro de métricas instalado: /metrics no mostrará nada");
         }
         describe_and_register();
         handle

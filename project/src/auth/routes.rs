@@ -54,7 +54,7 @@ async fn register(
     let password = Password::parse(&request.password)?;
     let email = Email::parse(&request.email)?;
     let user = create_user(&state, username, password, email, Role::Member).await?;
-    tracing::info!(user = %user.username, "user registered");
+    tracing::info!(user = %user.username, "usuario registrado");
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -159,7 +159,7 @@ async fn login(
         }
     };
     let Some(record) = record.filter(|_| valid) else {
-        tracing::info!(user = %limiter_key, "login failed");
+        tracing::info!(user = %limiter_key, "inicio de sesión fallido");
         return Err(ApiError::Unauthorized(
             "usuario o contraseña incorrectos".into(),
         ));

@@ -130,8 +130,11 @@ pub async fn backends_keeping(
 /// the server that talks to Redis (backends, dashboard, cache, jobs) connects through here.
 ///
 /// The manager reconnects by itself: a command fails while Redis is away, the next ones work.
+///
+/// Only start-up connects, so a failure says in Spanish what `REDIS_URL` points to (without its
+/// password) and what to do: the binary prints it as it is.
 pub(crate) async fn connect(url: &str) -> StoreResult<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url).map_err(store_error)?;
+    let client = redis::Client::open(url).map_err(|error| unreachable(url, &error))?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -140,8 +143,29 @@ pub(crate) async fn connect(url: &str) -> StoreResult<(redis::Client, Connection
     let conn = client
         .get_connection_manager_with_config(config)
         .await
-        .map_err(store_error)?;
+        .map_err(|error| unreachable(url, &error))?;
     Ok((client, conn))
+}
+
+/// Why Redis could not be reached at start-up, and what to do about it.
+fn unreachable(url: &str, error: &RedisError) -> StoreError {
+    let why = if error.is_connection_refusal() {
+        "rechazó la conexión (¿está redis-server en marcha en esa dirección y puerto?)".to_owned()
+    } else if error.is_timeout() {
+        "no respondió a tiempo (¿es la dirección correcta? ¿lo bloquea un cortafuegos?)".to_owned()
+    } else if error.kind() == ErrorKind::AuthenticationFailed {
+        "rechazó el usuario o la contraseña de la URL".to_owned()
+    } else if error.kind() == ErrorKind::InvalidClientConfig {
+        "la URL no es válida: escribe redis://host:puerto".to_owned()
+    } else {
+        format!("falló al conectar ({error})")
+    };
+    StoreError::Unavailable(format!(
+        "no se pudo conectar con Redis en {} (REDIS_URL): {why}. Arranca Redis \
+         (redis-server --port 6379), corrige REDIS_URL o quítala para guardarlo todo en memoria \
+         (un solo nodo)",
+        crate::config::redacted_redis_url(url)
+    ))
 }
 
 /// Builds every key name in one place, so the layout above is easy to check and to change.

@@ -77,11 +77,12 @@ pub const ROOMS_TTL: Duration = Duration::from_secs(5);
 /// move every second.
 pub const STATS_TTL: Duration = Duration::from_secs(2);
 
-/// The cache's settings (flags and environment variables, flattened into [`Config`]).
+/// The cache's settings (flags and environment variables, flattened into [`Config`]). Their
+/// doc comments are Spanish: they are `chat --help`'s text.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CacheConfig {
-    /// How long a `GET /rooms` answer stays cached, in milliseconds (capped at 5000, the
-    /// contract's bound). A write that changes the rooms invalidates it sooner.
+    /// Vida en caché de una respuesta de `GET /rooms`, en ms (de 1 a 5000, el límite del
+    /// contrato); crear una sala, invitar o quitar a alguien la invalida antes.
     #[arg(
         long = "cache-rooms-ttl-ms",
         env = "CHAT_CACHE_ROOMS_TTL_MS",
@@ -89,7 +90,7 @@ pub struct CacheConfig {
     )]
     pub rooms_ttl_ms: u64,
 
-    /// How long a `GET /admin/stats` answer stays cached, in milliseconds (capped at 5000).
+    /// Vida en caché de una respuesta de `GET /admin/stats`, en ms (de 1 a 5000).
     #[arg(
         long = "cache-stats-ttl-ms",
         env = "CHAT_CACHE_STATS_TTL_MS",

@@ -163,7 +163,7 @@ async fn create_room(
         return Err(error.into());
     }
     state.cache.invalidate_rooms().await;
-    tracing::info!(room = %room_id, user = %caller.username, private = room.private, "room created");
+    tracing::info!(room = %room_id, user = %caller.username, private = room.private, "sala creada");
     Ok((StatusCode::CREATED, Json(summary(&state, room).await?)))
 }
 
@@ -323,7 +323,7 @@ async fn invite(
         StatusCode::OK
     };
     if added {
-        tracing::info!(room = %room_id, user = %username, by = %caller.username, "member invited");
+        tracing::info!(room = %room_id, user = %username, by = %caller.username, "miembro invitado");
     }
     Ok((
         status,
@@ -381,6 +381,6 @@ async fn remove_member(
         frame: left.into(),
     };
     state.backends.fanout.publish(revoke).await?;
-    tracing::info!(room = %room_id, user = %username, by = %caller.username, "member removed");
+    tracing::info!(room = %room_id, user = %username, by = %caller.username, "miembro quitado");
     Ok(StatusCode::NO_CONTENT)
 }
