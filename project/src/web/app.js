@@ -431,9 +431,18 @@ function onRoomsChanged() {
   loadRooms();
 }
 
+// "left": ya no estamos en la sala. Este cliente no envía "leave", así que llega cuando alguien
+// nos quita de una sala privada: dejamos de pedirla al reconectar, volvemos a pedir la lista de
+// salas y, si era la que mirábamos, pasamos a #general.
 function onLeft(frame) {
   const room = state.rooms.get(frame.room);
-  if (room) Object.assign(room, { joined: false, wanted: false });
+  if (!room) return;
+  Object.assign(room, { joined: false, joining: false, wanted: false, online: new Set() });
+  if (frame.room === state.current && frame.room !== 'general') {
+    toast(`Ya no eres miembro de #${frame.room}.`);
+    selectRoom('general');
+  }
+  loadRooms();
 }
 
 // ---------- Mensajes: guardar sin duplicados y recuperar huecos ----------

@@ -633,6 +633,76 @@ async fn a_rooms_changed_frame_makes_the_client_list_the_rooms_again() {
         .await;
 }
 
+/// Removed from the private room on screen, ana's client says so, takes her to #general and
+/// drops the room from her list at once (the server's `left`), with no reload and without its
+/// 30 s poll (stopped here).
+#[tokio::test]
+async fn removed_from_the_private_room_on_screen_the_client_moves_to_general() {
+    let Some(mut browsers) = Browsers::start("removed_from_private_room").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("ana", &app.url("")).await;
+    let private = json!(["#room-list [data-room=\"privada\"]"]);
+
+    browsers
+        .run(async {
+            // Arrange: bea adds ana to her private room; ana (after a reload) has it open.
+            page.register("ana").await;
+            let bea = app.signup("bea").await;
+            let created = app.create_room(&bea, "privada", true).await;
+            assert_eq!(created.status, 201, "{created:?}");
+            let added = app
+                .post(
+                    "/rooms/privada/members",
+                    Some(&bea),
+                    &json!({ "username": "ana" }),
+                )
+                .await;
+            assert_eq!(added.status, 201, "{added:?}");
+            page.goto("/").await;
+            page.click("#room-list [data-room=\"privada\"]").await;
+            page.wait_for(
+                "que ana aparezca en línea en la sala privada",
+                PRESENT,
+                json!(["#online-list li[data-user=\"ana\"]"]),
+            )
+            .await;
+            page.js("clearInterval(state.roomsTimer);", json!([])).await;
+
+            // Act
+            let removed = app
+                .request(
+                    app.http
+                        .delete(app.url("/rooms/privada/members/ana"))
+                        .bearer_auth(&bea),
+                )
+                .await;
+            assert!(removed.status.is_success(), "{removed:?}");
+
+            // Assert
+            page.wait_for(
+                "que la sala privada deje #room-list",
+                ABSENT,
+                private.clone(),
+            )
+            .await;
+            page.wait_for(
+                "que #general sea la sala actual",
+                PRESENT,
+                json!(["#room-list [data-room=\"general\"][aria-current=\"true\"]"]),
+            )
+            .await;
+            page.wait_for(
+                "el aviso «Ya no eres miembro de #privada.»",
+                TEXT_HAS,
+                json!(["#toasts", "Ya no eres miembro de #privada."]),
+            )
+            .await;
+        })
+        .await;
+}
+
 /// The shared story of the chat tests: ana registers and creates a room, bea registers and
 /// joins it, each sees the other online and typing, and both see both messages.
 async fn two_users_chat(ana: &Page, bea: &Page) {
