@@ -284,6 +284,8 @@ async fn a_cached_list_expires_after_the_configured_ttl() {
         let ana = app.signup("ana").await;
 
         assert_eq!(x_cache(&rooms(&app, &ana).await), "MISS", "{backend:?}");
+        // The TTL running out is the behaviour under test; real time, since Redis expires keys
+        // on its own clock (a paused Tokio clock would not move it).
         tokio::time::sleep(Duration::from_millis(800)).await;
 
         assert_eq!(x_cache(&rooms(&app, &ana).await), "MISS", "{backend:?}");
@@ -454,6 +456,7 @@ async fn an_entry_expires_after_its_ttl(caches: Vec<Cache>) {
     let compute = |n: &'static [u8]| move || async move { Ok::<_, String>(Bytes::from_static(n)) };
 
     let first = cache.get_or_compute("k", ttl, compute(b"1")).await;
+    // The TTL running out is the behaviour under test (real time: Redis keeps its own clock).
     tokio::time::sleep(Duration::from_millis(700)).await;
     let later = cache.get_or_compute("k", ttl, compute(b"2")).await;
 

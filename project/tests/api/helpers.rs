@@ -542,30 +542,42 @@ impl ChatBinary {
 
         let mut child = command.spawn().unwrap();
         let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        // Each line read is an event: the readers say so here, and end with the process.
+        let (line_read, mut lines_read) = tokio::sync::watch::channel(());
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let output = output.clone();
+            let line_read = line_read.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let mut output = output.lock().unwrap();
                     output.push_str(&line);
                     output.push('\n');
+                    drop(output);
+                    line_read.send_replace(());
                 }
             });
         }
+        drop(line_read);
         let base = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
+                lines_read.borrow_and_update();
                 if let Some(base) = listening_address(&output.lock().unwrap()) {
-                    return base;
+                    return Some(base);
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // `Err`: both outputs closed, the process is gone.
+                if lines_read.changed().await.is_err() {
+                    return None;
+                }
             }
         })
         .await
-        .unwrap_or_else(|_| {
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
             panic!(
                 "the binary did not say where it listens:\n{}",
                 output.lock().unwrap()

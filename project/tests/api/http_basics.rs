@@ -292,6 +292,7 @@ async fn ready_answers_within_2_s_naming_redis_down_when_redis_is_frozen() {
             std::time::Instant::now() < deadline,
             "still not ready: {answer:?}"
         );
+        // Readiness is only visible by asking: polled.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

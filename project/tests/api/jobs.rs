@@ -57,6 +57,7 @@ async fn wait_for_emails(outbox: &Path, count: usize) -> Vec<String> {
             if emails.len() >= count {
                 return emails;
             }
+            // A file appearing is no event a test can wait on: the folder is polled.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -115,6 +116,7 @@ async fn wait_for_jobs(app: &TestApp, admin: &str, status: &str, count: usize) -
                 return jobs;
             }
             last = answer.body;
+            // A job's state is visible only through the API: it is polled.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -127,21 +129,23 @@ async fn offline_member(app: &TestApp, username: &str, room: &str) {
     let token = app.signup(username).await;
     let mut client = app.ws(&token).await;
     client.join(room).await;
+    let mut watcher = app.ws(&app.admin_token().await).await;
+    watcher.join(room).await;
     drop(client);
-    // The server notices the close when it reads it; wait until the user is gone.
-    let admin = app.admin_token().await;
-    tokio::time::timeout(FRAME_TIMEOUT, async {
-        loop {
-            let joined = app.ws(&admin).await.join(room).await;
-            let online = joined["online"].as_array().unwrap().clone();
-            if !online.iter().any(|user| user == username) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    // The server notices the close when it reads it, and then says so to the room.
+    gone_offline(&mut watcher, username).await;
+}
+
+/// Waits for the `presence` frame saying that `username` went offline in a room `watcher`
+/// joined. The server sends it once the user is unreachable, so from then on a mention of
+/// them is an e-mail.
+async fn gone_offline(watcher: &mut WsClient, username: &str) {
+    loop {
+        let presence = watcher.recv_type("presence").await;
+        if presence["user"] == username && presence["status"] == "offline" {
+            return;
         }
-    })
-    .await
-    .expect("the user never went offline");
+    }
 }
 
 macro_rules! on_each_backend {
@@ -680,6 +684,7 @@ impl Aiosmtpd {
                 std::time::Instant::now() < deadline,
                 "aiosmtpd did not start"
             );
+            // aiosmtpd prints nothing when it is ready: its port accepting is the sign, polled.
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(server)
@@ -719,6 +724,7 @@ async fn an_offline_mention_is_delivered_to_a_real_smtp_server() {
                     return std::fs::read_to_string(entry.path()).unwrap();
                 }
             }
+            // Another process writes the Maildir: polled, as `wait_for_emails` does.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -782,6 +788,7 @@ async fn with_redis_the_worker_survives_a_redis_restart() {
     // readiness check is that command: once it answers 200 the server talks to the new Redis.
     tokio::time::timeout(JOB_TIMEOUT, async {
         while app.get("/ready", None).await.status != StatusCode::OK {
+            // Each check is the command that makes the connection reconnect: polled.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
@@ -795,22 +802,12 @@ async fn with_redis_the_worker_survives_a_redis_restart() {
         StatusCode::CREATED
     );
     let bea_token = app.signup("bea").await;
-    app.ws(&bea_token).await.join("equipo").await;
-    // bea's connection is dropped; once she is no longer online, a mention is an e-mail. (The
-    // admin account went with the old Redis, so `offline_member` cannot be used here.)
     let mut ana = app.ws(&ana_token).await;
-    tokio::time::timeout(FRAME_TIMEOUT, async {
-        while ana.join("equipo").await["online"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u == "bea")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("bea never went offline");
+    ana.join("equipo").await;
+    // bea joins and leaves; once she is offline, a mention is an e-mail. (The admin account
+    // went with the old Redis, so `offline_member` cannot be used here.)
+    app.ws(&bea_token).await.join("equipo").await;
+    gone_offline(&mut ana, "bea").await;
     ana.say("equipo", "@bea ¿sigues ahí?").await;
 
     // Assert: a worker still runs the job.

@@ -131,6 +131,7 @@ async fn a_slowloris_drip_is_closed_once_the_header_timeout_has_passed() {
     // arriving must not restart the clock.
     let drip = async {
         for i in 0.. {
+            // The drip's pace is the behaviour under test (a slow client), not a wait.
             tokio::time::sleep(Duration::from_millis(100)).await;
             let line = format!("X-Goteo-{i}: a\r\n");
             if stream.write_all(line.as_bytes()).await.is_err() {
@@ -185,6 +186,7 @@ async fn a_kept_alive_connection_gets_the_timeout_again_after_each_answer() {
     // though together they take longer than one timeout; then silence.
     let mut answers = Vec::new();
     for _ in 0..2 {
+        // The client's pause is the behaviour under test, not a wait for the server.
         tokio::time::sleep(HEADER_TIMEOUT * 6 / 10).await;
         stream.write_all(request).await.unwrap();
         let mut received = Vec::new();
@@ -214,7 +216,7 @@ async fn a_websocket_may_stay_quiet_longer_than_the_header_timeout() {
     let app = app_with_short_header_timeout().await;
     let mut client = app.connected("callada").await;
 
-    // Act
+    // Act: staying quiet is the behaviour under test.
     tokio::time::sleep(HEADER_TIMEOUT * 2).await;
 
     // Assert: the header timeout is about request heads, not about upgraded connections.
@@ -369,6 +371,7 @@ async fn accepted_soon(url: &str, what: &str) -> WsClient {
                     Instant::now() < deadline,
                     "{what}: still refused: {status} {body}"
                 );
+                // The slot coming back is not visible to a client but by trying: polled.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -645,6 +648,7 @@ async fn accept_keeps_working_after_the_open_file_limit_without_spinning_or_floo
     }
     let cpu_before = cpu_seconds(pid);
     let held = Instant::now();
+    // Holding them is the behaviour under test: the CPU the server burns meanwhile is measured.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let starved = !health_answers(&binary.base, Duration::from_millis(500)).await;
     let cpu = cpu_seconds(pid) - cpu_before;

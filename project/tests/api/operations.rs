@@ -162,6 +162,7 @@ impl ChatProcess {
                 if self.metric(series).await == expected {
                     return;
                 }
+                // A metric is only visible by scraping it: polled.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

@@ -191,6 +191,7 @@ fn wait_until_ours(port: u16, dir: &Path) -> bool {
         if let Some(server_dir) = config_dir(port) {
             return server_dir == dir;
         }
+        // Its output goes to /dev/null; answering on its port is the sign: polled.
         std::thread::sleep(Duration::from_millis(20));
     }
     false

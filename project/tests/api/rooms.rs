@@ -41,6 +41,7 @@ async fn eventually_listed(
             _ if tokio::time::Instant::now() > deadline => {
                 panic!("room {id} never reached the expected state; last seen: {room:?}")
             }
+            // The list is cached: polled until the cache has caught up.
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

@@ -6,8 +6,10 @@
 //!
 //! The end-of-run list comes from a tiny `sh` started at the first skip: it reads the skipped
 //! tests from a pipe whose other end only this process holds, and prints them when the pipe
-//! closes, which happens when this process exits, however it exits. (An in-process exit hook
-//! would need `unsafe` `libc::atexit`, and the workspace forbids `unsafe_code`.)
+//! closes, which happens when this process exits, however it exits. So it always comes after
+//! libtest's summary; cargo, woken by the same exit, may print its next line (`Running …`,
+//! `Doc-tests …`) just before it. An in-process exit hook would not race, but it needs
+//! `unsafe` (`libc::atexit`), and the workspace forbids `unsafe_code`.
 //!
 //! One file shared by every test crate of the workspace: `project/tests/api` (through
 //! `redis_server.rs`), `lessons/tests` (the same way) and `exercises/tests` (by `#[path]`).
@@ -83,11 +85,20 @@ fn current_test() -> String {
         .to_owned()
 }
 
-/// What the end-of-run printer runs: everything it reads, once its input closes.
-const PRINTER: &str = r#"list=$(cat)
-[ -n "$list" ] || exit 0
-n=$(printf '%s\n' "$list" | wc -l | tr -d ' ')
-printf '\n%s: %s pruebas OMITIDAS (no comprobaron nada; REQUIRE_*=1 las convierte en fallos):\n%s\n\n' "$1" "$n" "$list" >&2"#;
+/// What the end-of-run printer runs: it keeps every line it reads and prints them all once its
+/// input closes. Shell builtins only (no `wc`, no `cat`), so that at the end nothing has to
+/// start: the list is written a moment after the test binary exits.
+const PRINTER: &str = r#"n=0
+list=
+while IFS= read -r line; do
+  n=$((n + 1))
+  list="$list
+$line"
+done
+[ "$n" -gt 0 ] || exit 0
+what="pruebas OMITIDAS (no comprobaron nada"
+[ "$n" -eq 1 ] && what="prueba OMITIDA (no comprobó nada"
+printf '\n%s: %s %s; REQUIRE_*=1 las convierte en fallos):%s\n\n' "$1" "$n" "$what" "$list" >&2"#;
 
 /// Hands a skip line to the end-of-run printer, started on the first skip.
 fn remember(line: &str) {
