@@ -60,6 +60,9 @@ pub struct AppState {
     pub connections: crate::connections::UserConnections,
     /// Open client sockets, and whether the process is near its open-file limit.
     pub open_files: crate::server::OpenFiles,
+    /// Restarts the background tasks that panic, and tells `/ready` about those that keep
+    /// failing (see [`crate::supervisor`]).
+    pub supervisor: crate::supervisor::Supervisor,
 }
 // ANCHOR_END: app_state
 
@@ -123,8 +126,10 @@ impl App {
         };
         let open_files = crate::server::OpenFiles::measure(config.fd_reserve);
         let (activity, activity_events) = ActivityFeed::channel();
+        let supervisor = crate::supervisor::Supervisor::new();
         let dashboard =
-            crate::dashboard::Dashboard::build(&config, &tasks, shutdown.clone()).await?;
+            crate::dashboard::Dashboard::build(&config, &tasks, shutdown.clone(), &supervisor)
+                .await?;
         let (jobs, job_workers) =
             crate::jobs::Jobs::build(&config, activity.clone(), &tasks, shutdown.clone()).await?;
         let state = AppState {
@@ -142,6 +147,7 @@ impl App {
             jobs,
             shutdown,
             tasks,
+            supervisor,
         };
         let admin_password = bootstrap(&state).await?;
         let sentinel = match &state.config.redis_url {
@@ -190,9 +196,17 @@ impl App {
         }
         if let Some((sentinel, name)) = self.sentinel {
             let every = state.config.bootstrap_check();
-            state
-                .tasks
-                .spawn(recovery::watch(state.clone(), sentinel, name, every));
+            let seen = Arc::new(std::sync::Mutex::new(name));
+            let (watched, supervisor) = (state.clone(), state.supervisor.clone());
+            let shutdown = state.shutdown.clone();
+            state.tasks.spawn(async move {
+                supervisor
+                    .run(recovery::TASK, shutdown, move || {
+                        let (state, sentinel) = (watched.clone(), sentinel.clone());
+                        recovery::watch(state, sentinel, seen.clone(), every)
+                    })
+                    .await;
+            });
         }
         let token = state.shutdown.clone();
         let grace = state.config.shutdown_grace();
@@ -324,14 +338,16 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `/ready`: 200 when every backend answers, else 503 naming the one that failed.
+/// `/ready`: 200 when every backend answers and every supervised task works, else 503 naming
+/// what failed (a task that keeps failing, or that could not be started again, is `tasks`:
+/// `down`, and `tasks` at the top names each one with its reason).
 #[utoipa::path(
     get, path = "/ready", tag = "operaciones",
     summary = "Preparación de los backends",
-    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden; si no, 503 con `\"status\":\"degraded\"` y el backend que falló en `checks`.",
+    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden y todas las tareas de fondo funcionan; si no, 503 con `\"status\":\"degraded\"` y lo que falló en `checks` (`tasks` es `down` cuando una tarea falla una y otra vez o no se pudo reiniciar; entonces `tasks` nombra cada una con el motivo).",
     responses(
         (status = 200, description = "Todos los backends responden", body = crate::openapi::Readiness),
-        (status = 503, description = "Algún backend no responde", body = crate::openapi::Readiness),
+        (status = 503, description = "Algún backend no responde o alguna tarea no funciona", body = crate::openapi::Readiness),
     ),
 )]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
@@ -346,16 +362,28 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     };
     let queue = async { ("queue", probe("queue", state.jobs.check()).await) };
     let (backend, queue) = tokio::join!(backend, queue);
+    // The supervisor's record: no I/O, answered at once.
+    let failing = state.supervisor.problems();
+    let tasks = ("tasks", failing.is_empty());
     let mut checks = serde_json::Map::new();
-    for (name, up) in [backend, queue] {
+    for (name, up) in [backend, queue, tasks] {
         checks.insert(name.into(), Value::from(if up { "ok" } else { "down" }));
     }
-    let (status, word) = if backend.1 && queue.1 {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
-    };
-    (status, Json(json!({ "status": word, "checks": checks })))
+    if backend.1 && queue.1 && tasks.1 {
+        return (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "checks": checks })),
+        );
+    }
+    let mut body = json!({ "status": "degraded", "checks": checks });
+    if !failing.is_empty() {
+        let reasons: serde_json::Map<String, Value> = failing
+            .into_iter()
+            .map(|(name, reason)| (name.to_owned(), Value::from(reason)))
+            .collect();
+        body["tasks"] = Value::Object(reasons);
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
 /// How long one readiness check may take before it counts as `down` (the contract's 1 s).

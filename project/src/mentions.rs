@@ -3,7 +3,9 @@
 //! The connection that stored a message hands it to [`crate::jobs::Jobs::message_sent`], which
 //! only queues it (never waits); one task, [`run`], does the rest off the chat's path: it finds
 //! who was mentioned, and sends each of them a `notification` frame on every live connection
-//! (any node), or, when they have none, queues an e-mail job.
+//! (any node), or, when they have none, queues an e-mail job. It runs under the server's
+//! supervisor: if it panics, a new one takes the same queue (the messages it was processing
+//! lose their mentions).
 //!
 //! The rule (contract, "Mentions and e-mail notifications"): `@name` is case-insensitive, never
 //! notifies the author, and only counts for members of the room (for a public room: its
@@ -25,6 +27,11 @@ use crate::jobs::email::Mention;
 pub const MAX_MENTIONS_PER_MESSAGE: usize = 20;
 /// How many messages are processed at once (each needs a few backend round trips).
 const CONCURRENCY: usize = 8;
+/// The task's name for the supervisor and `/ready`.
+pub const TASK: &str = "menciones";
+
+/// The queue of sent messages, shared so that a restarted [`run`] drains the same one.
+pub type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<SentMessage>>>;
 
 /// A stored message, as the mention logic needs it.
 #[derive(Debug, Clone)]
@@ -75,10 +82,13 @@ struct Notification<'a> {
     from: &'a str,
 }
 
-/// Processes the queued messages until the queue closes or the server shuts down.
-pub async fn run(state: AppState, messages: mpsc::Receiver<SentMessage>) {
+/// Processes the queued messages until the server shuts down (or the queue closes, which
+/// happens only once the whole server is gone).
+pub async fn run(state: AppState, messages: Queue) {
     let shutdown = state.shutdown.clone();
     let state = Arc::new(state);
+    // One run at a time holds the queue; a panic releases it for the next.
+    let messages = messages.lock_owned().await;
     let work = futures_util::stream::unfold(messages, |mut messages| async move {
         messages.recv().await.map(|message| (message, messages))
     })
@@ -91,7 +101,10 @@ pub async fn run(state: AppState, messages: mpsc::Receiver<SentMessage>) {
             }
         }
     });
-    shutdown.run_until_cancelled(work).await;
+    if shutdown.run_until_cancelled(work).await.is_some() {
+        // Every sender is gone: nothing more will come, so there is nothing to restart.
+        shutdown.cancelled().await;
+    }
 }
 
 /// Notifies everyone `message` mentions: a frame if they are connected, else an e-mail job.

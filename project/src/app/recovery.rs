@@ -10,6 +10,7 @@
 //! `since` and `epoch`, and since every epoch key went with the data, a new epoch is made on the
 //! first read and they get `reset` with the new history.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -22,7 +23,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most a re-bootstrap may take: it hashes the admin's password (a queue may be ahead).
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The sentinel key of one cluster and a connection to its Redis.
+/// The watcher's name for the supervisor and `/ready`.
+pub const TASK: &str = "vigilancia de la inicialización de Redis";
+
+/// The sentinel key of one cluster and a connection to its Redis. Cheap to clone (the
+/// connection multiplexes), so a restarted watcher gets one.
+#[derive(Clone)]
 pub(super) struct Sentinel {
     key: String,
     conn: ConnectionManager,
@@ -67,9 +73,15 @@ async fn bounded<T>(call: impl Future<Output = redis::RedisResult<T>>) -> anyhow
 }
 
 /// Checks the sentinel every `every` until shutdown; `seen` is the name this node bootstrapped
-/// under. Never fails: a Redis that does not answer is `/ready`'s business, and is checked
-/// again on the next round.
-pub(super) async fn watch(state: AppState, sentinel: Sentinel, mut seen: String, every: Duration) {
+/// under, shared with the watcher that replaces this one if it panics (so a restart alone does
+/// not resync anyone). Never fails: a Redis that does not answer is `/ready`'s business, and is
+/// checked again on the next round.
+pub(super) async fn watch(
+    state: AppState,
+    sentinel: Sentinel,
+    seen: Arc<Mutex<String>>,
+    every: Duration,
+) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
@@ -82,15 +94,16 @@ pub(super) async fn watch(state: AppState, sentinel: Sentinel, mut seen: String,
             () = state.shutdown.cancelled() => return,
             name = check(&state, &sentinel) => name,
         };
+        let known = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
         match name {
-            Ok(name) if name != seen => {
+            Ok(name) if name != known => {
                 tracing::warn!(
                     "Redis volvió vacío y se inicializó de nuevo: se reconectan los clientes de este nodo"
                 );
                 // A list computed while `general` was missing must not outlive the repair.
                 state.cache.invalidate_rooms().await;
                 state.hub.resync_everyone();
-                seen = name;
+                *seen.lock().unwrap_or_else(PoisonError::into_inner) = name;
             }
             Ok(_) => {}
             Err(error) => {

@@ -3,11 +3,15 @@
 //! - [`activity`]: what the chat reports (joins, leaves, messages, job transitions).
 //! - [`log`]: numbers and keeps the events (in process, or in Redis via [`redis_log`] so that a
 //!   cluster shares one sequence), and announces them on the node's live channel.
-//! - [`stats`]: the snapshot, computed once per second per node for every dashboard.
+//! - [`stats`]: the snapshot, computed once per second per node for every dashboard, and only
+//!   while a dashboard watches.
 //! - [`sse`]: `GET /dashboard/events`; `GET /dashboard` is the page that reads it.
 //!
 //! The chat never waits for the dashboard: the hot paths only `try_send` into a bounded queue
 //! ([`activity::ActivityFeed`]), and one recorder task per node stores what it drains.
+//!
+//! The recorder, the stats task and (with Redis) the activity listener run under the server's
+//! [`Supervisor`]: one that panics is started again on the same queue and feeds.
 
 pub mod activity;
 pub mod log;
@@ -24,7 +28,7 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,12 +40,17 @@ use crate::auth::AuthUser;
 use crate::backend::StoreError;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::supervisor::Supervisor;
 
 /// Events the live channel holds for its slowest reader before that reader lags (and then
 /// catches up from the log): the memory a stalled dashboard can pin, shared by all of them.
 pub const LIVE_CAPACITY: usize = 1024;
 /// Most events the recorder stores in one round trip.
 const RECORD_BATCH: usize = 100;
+/// The recorder's name for the supervisor and `/ready`.
+pub const RECORD_TASK: &str = "registro de actividad del panel";
+/// The stats task's name for the supervisor and `/ready`.
+pub const STATS_TASK: &str = "estadísticas del panel";
 
 /// The dashboard's share of the server state. Cheap to clone.
 #[derive(Clone)]
@@ -52,21 +61,28 @@ pub struct Dashboard {
     rates: Arc<Mutex<RateWindow>>,
     connections: Arc<AtomicU64>,
     keep_alive: Duration,
+    /// Woken when a dashboard subscribes, so an idle stats task starts computing again.
+    watched: Arc<Notify>,
+    /// Snapshots the stats task has computed (see [`Dashboard::stats_computed`]).
+    computed: Arc<AtomicU64>,
 }
 
 impl Dashboard {
     /// The in-process log, or the cluster's in Redis when `config.redis_url` is set (then the
-    /// node's activity listener is spawned on `tasks` and stops with `shutdown`).
+    /// node's activity listener is spawned on `tasks` under `supervisor` and stops with
+    /// `shutdown`).
     pub async fn build(
         config: &Config,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
+        supervisor: &Supervisor,
     ) -> Result<Self, StoreError> {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let log: Arc<dyn ActivityLog> = match &config.redis_url {
             None => Arc::new(MemoryActivityLog::new(live.clone())),
             Some(url) => {
-                redis_log::connect(url, &config.redis_prefix, live.clone(), tasks, shutdown).await?
+                let prefix = &config.redis_prefix;
+                redis_log::connect(url, prefix, live.clone(), tasks, shutdown, supervisor).await?
             }
         };
         Ok(Self {
@@ -76,7 +92,21 @@ impl Dashboard {
             rates: Arc::default(),
             connections: Arc::default(),
             keep_alive: config.sse_keepalive(),
+            watched: Arc::default(),
+            computed: Arc::default(),
         })
+    }
+
+    /// How many stats snapshots the stats task has computed since start-up: it computes none
+    /// while no dashboard is open. For tests (`GET /admin/stats` computes its own).
+    #[doc(hidden)]
+    pub fn stats_computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
+    }
+
+    /// How many SSE streams are open on this node (each one watches the stats snapshot).
+    pub fn stats_watchers(&self) -> usize {
+        self.latest.receiver_count()
     }
 
     /// Counts one open WebSocket until the guard is dropped (the `connections` number).
@@ -105,27 +135,57 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Starts the node's dashboard tasks on `state.tasks`: the recorder that stores what the chat
-/// reports in `events`, and the stats task. Both stop when `state.shutdown` is cancelled.
+/// Starts the node's dashboard tasks on `state.tasks`, under `state.supervisor`: the recorder
+/// that stores what the chat reports in `events`, and the stats task. Both stop when
+/// `state.shutdown` is cancelled. A recorder that panics is started again on the same queue
+/// (the batch it held is lost); a stats task, on a new subscription to the live feed (the
+/// messages of the restart's wait are not counted in `messages_per_min`).
 pub fn spawn_workers(state: &AppState, events: mpsc::Receiver<Activity>) {
     let dashboard = &state.dashboard;
     // Subscribe now, before anything is recorded, so the stats count every message.
-    let live = dashboard.live.subscribe();
-    state.tasks.spawn(record(
+    let mut live = Some(dashboard.live.subscribe());
+    // Shared, so that a restarted recorder drains the same queue the chat fills.
+    let events = Arc::new(tokio::sync::Mutex::new(events));
+    let (log, stop, supervisor) = (
         dashboard.log.clone(),
-        events,
         state.shutdown.clone(),
-    ));
-    state.tasks.spawn(stats::run(state.clone(), live));
+        state.supervisor.clone(),
+    );
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        supervisor
+            .run(RECORD_TASK, shutdown, move || {
+                record(log.clone(), events.clone(), stop.clone())
+            })
+            .await;
+    });
+    let (stats_state, supervisor) = (state.clone(), state.supervisor.clone());
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        supervisor
+            .run(STATS_TASK, shutdown, move || {
+                let state = stats_state.clone();
+                match live.take() {
+                    Some(live) => stats::run(state, live, stats::Start::First),
+                    None => {
+                        let live = state.dashboard.live.subscribe();
+                        stats::run(state, live, stats::Start::Again)
+                    }
+                }
+            })
+            .await;
+    });
 }
 
 // ANCHOR: record
 /// Drains the activity queue into the log, in batches, until shutdown.
 async fn record(
     log: Arc<dyn ActivityLog>,
-    mut events: mpsc::Receiver<Activity>,
+    events: Arc<tokio::sync::Mutex<mpsc::Receiver<Activity>>>,
     shutdown: CancellationToken,
 ) {
+    // Only one recorder runs at a time; the lock is released if it panics.
+    let mut events = events.lock().await;
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     loop {
         let received = tokio::select! {
@@ -133,6 +193,8 @@ async fn record(
             received = events.recv_many(&mut batch, RECORD_BATCH) => received,
         };
         if received == 0 {
+            // Every sender is gone: nothing more will come (not a failure to restart for).
+            shutdown.cancelled().await;
             return;
         }
         if let Err(error) = log.append(&batch).await {

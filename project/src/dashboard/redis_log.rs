@@ -12,6 +12,7 @@
 //! carries the events in id order. Every node runs one [`Listener`] that hands them to its live
 //! feed; if its subscription drops, it catches up from the kept events when it is back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use super::log::{ActivityLog, Backlog, KEPT_EVENTS, LiveFeed, StoredActivity};
 use crate::backend::redis::pubsub::{Delivery, Subscription};
 use crate::backend::redis::store_error;
 use crate::backend::{StoreError, StoreResult};
+use crate::supervisor::Supervisor;
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));
 static AFTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/after.lua")));
@@ -65,14 +67,19 @@ pub struct RedisActivityLog {
     node: String,
 }
 
+/// The listener's name for the supervisor and `/ready`.
+pub const LISTENER_TASK: &str = "escucha de actividad del panel";
+
 /// Connects, subscribes this node to the activity channel (events from now on reach `live`),
-/// and spawns the listener on `tasks`; it stops when `shutdown` is cancelled.
+/// and spawns the listener on `tasks`, supervised: if it panics or stops, a new one subscribes
+/// and catches up from the kept events. It stops when `shutdown` is cancelled.
 pub async fn connect(
     url: &str,
     prefix: &str,
     live: LiveFeed,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
+    supervisor: &Supervisor,
 ) -> StoreResult<Arc<RedisActivityLog>> {
     let (client, conn) = crate::backend::redis::connect(url).await?;
     let keys = Keys {
@@ -83,16 +90,50 @@ pub async fn connect(
         keys: keys.clone(),
         node: uuid::Uuid::new_v4().to_string(),
     });
-    let subscription = Subscription::open(client, keys.channel()).await?;
+    let subscription = Subscription::open(client.clone(), keys.channel()).await?;
     // Subscribed first, then read the newest id: nothing stored after it is missed.
     let delivered = log.after(u64::MAX).await?.newest;
-    let listener = Listener {
+    let delivered = Arc::new(AtomicU64::new(delivered));
+    let mut first = Some(Listener {
         subscription,
         log: log.clone(),
-        live,
-        delivered,
-    };
-    tasks.spawn(listener.run(shutdown));
+        live: live.clone(),
+        delivered: delivered.clone(),
+    });
+    let (supervisor, stop, resumed) = (supervisor.clone(), shutdown.clone(), log.clone());
+    tasks.spawn(async move {
+        supervisor
+            .run(LISTENER_TASK, shutdown, move || {
+                let first = first.take();
+                let (client, log, live) = (client.clone(), resumed.clone(), live.clone());
+                let (delivered, stop) = (delivered.clone(), stop.clone());
+                async move {
+                    let listener = match first {
+                        Some(listener) => listener,
+                        // A new subscription, then what was stored since the last event handed
+                        // on: a dashboard misses nothing, whatever the old listener was doing.
+                        None => match Subscription::open(client, log.keys.channel()).await {
+                            Ok(subscription) => {
+                                let mut listener = Listener {
+                                    subscription,
+                                    log,
+                                    live,
+                                    delivered,
+                                };
+                                listener.catch_up().await;
+                                listener
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "no se pudo suscribir a la actividad");
+                                return;
+                            }
+                        },
+                    };
+                    listener.run(stop).await;
+                }
+            })
+            .await;
+    });
     Ok(log)
 }
 
@@ -165,8 +206,9 @@ struct Listener {
     subscription: Subscription,
     log: Arc<RedisActivityLog>,
     live: LiveFeed,
-    /// The newest id handed to `live`: anything at or below it is not handed again.
-    delivered: u64,
+    /// The newest id handed to `live`: anything at or below it is not handed again. Shared with
+    /// the listener that replaces this one, which resumes after it.
+    delivered: Arc<AtomicU64>,
 }
 
 impl Listener {
@@ -180,23 +222,28 @@ impl Listener {
                     Err(error) => tracing::warn!(%error, "evento de actividad descartado"),
                 },
                 // Subscribed again: what was published meanwhile is in the kept events.
-                Delivery::Resubscribed => match self.log.after(self.delivered).await {
-                    Ok(backlog) => {
-                        for event in backlog.events {
-                            self.deliver(event);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "no se pudo recuperar la actividad perdida");
-                    }
-                },
+                Delivery::Resubscribed => self.catch_up().await,
+            }
+        }
+    }
+
+    /// Hands on the kept events after the newest one handed on.
+    async fn catch_up(&mut self) {
+        match self.log.after(self.delivered.load(Ordering::Relaxed)).await {
+            Ok(backlog) => {
+                for event in backlog.events {
+                    self.deliver(event);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no se pudo recuperar la actividad perdida");
             }
         }
     }
 
     fn deliver(&mut self, event: Arc<StoredActivity>) {
-        if event.id > self.delivered {
-            self.delivered = event.id;
+        if event.id > self.delivered.load(Ordering::Relaxed) {
+            self.delivered.store(event.id, Ordering::Relaxed);
             // No receiver is fine: nobody is watching right now.
             let _ = self.live.send(event);
         }

@@ -146,6 +146,8 @@ impl Subscription {
         // both is skipped by id.
         let live = dashboard.live.subscribe();
         let mut stats = dashboard.latest.subscribe();
+        // An idle stats task starts computing again (it counts the receivers of `latest`).
+        dashboard.watched.notify_one();
         let backlog = dashboard
             .log
             .after(last_event_id.unwrap_or(u64::MAX))
@@ -262,9 +264,15 @@ mod tests {
     async fn memory_dashboard() -> Dashboard {
         let mut config = Config::from_env();
         config.redis_url = None;
-        Dashboard::build(&config, &TaskTracker::new(), CancellationToken::new())
-            .await
-            .unwrap()
+        let supervisor = crate::supervisor::Supervisor::new();
+        Dashboard::build(
+            &config,
+            &TaskTracker::new(),
+            CancellationToken::new(),
+            &supervisor,
+        )
+        .await
+        .unwrap()
     }
     // ANCHOR_END: fixture
 

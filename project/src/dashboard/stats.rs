@@ -1,5 +1,6 @@
 //! The stats snapshot: computed once per second per node and shared by every SSE stream
-//! through a `watch` channel, so a hundred dashboards cost one computation, not a hundred.
+//! through a `watch` channel, so a hundred dashboards cost one computation, not a hundred; and
+//! none while no dashboard is open on the node (`GET /admin/stats` computes its own, cached).
 //!
 //! Where each number comes from (with Redis, every number is the cluster's):
 //! - `connections`: every node counts its open WebSockets and, with Redis, reports the count
@@ -199,15 +200,36 @@ pub async fn snapshot(state: &AppState) -> Result<Stats, StoreError> {
     })
 }
 
-/// The node's stats task: counts message events as they come and publishes a snapshot every
-/// [`STATS_EVERY`] until shutdown.
-pub async fn run(state: AppState, mut live: broadcast::Receiver<Arc<StoredActivity>>) {
+/// Whether [`run`] is the node's first stats task or one started again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Counts the kept messages of the last minute first.
+    First,
+    /// The window already holds them: counting them again would double them.
+    Again,
+}
+
+/// The node's stats task: counts message events as they come and, while at least one
+/// dashboard watches, publishes a snapshot every [`STATS_EVERY`], until shutdown. With nobody
+/// watching it computes nothing and forgets the last snapshot (a new dashboard must not start
+/// with old numbers); the first subscriber wakes it and gets a fresh one at once.
+pub async fn run(
+    state: AppState,
+    mut live: broadcast::Receiver<Arc<StoredActivity>>,
+    start: Start,
+) {
     let dashboard = state.dashboard.clone();
-    prime(&state).await;
+    if start == Start::First {
+        prime(&state).await;
+    }
     let mut ticks = tokio::time::interval(STATS_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut failing = false;
     loop {
+        let watched = dashboard.stats_watchers() > 0;
+        if !watched && dashboard.latest.borrow().is_some() {
+            dashboard.latest.send_replace(None);
+        }
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             event = live.recv() => match event {
@@ -215,24 +237,36 @@ pub async fn run(state: AppState, mut live: broadcast::Receiver<Arc<StoredActivi
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "estadísticas: eventos de actividad sin contar");
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = ticks.tick() => match snapshot(&state).await {
-                Ok(stats) => {
-                    failing = false;
-                    match serde_json::to_string(&stats) {
-                        Ok(json) => {
-                            dashboard.latest.send_replace(Some(json.into()));
-                        }
-                        Err(error) => tracing::error!(%error, "estadísticas no serializables"),
-                    }
+                Err(broadcast::error::RecvError::Closed) => {
+                    // The feed lives as long as the dashboard: only at the very end.
+                    state.shutdown.cancelled().await;
+                    return;
                 }
-                Err(error) => {
-                    // Once per outage, not once per second.
-                    if !failing {
-                        tracing::warn!(%error, "no se pudieron calcular las estadísticas");
+            },
+            () = dashboard.watched.notified(), if !watched => ticks.reset_immediately(),
+            _ = ticks.tick(), if watched => {
+                // The last dashboard may have closed since the loop began.
+                if dashboard.stats_watchers() == 0 {
+                    continue;
+                }
+                dashboard.computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match snapshot(&state).await {
+                    Ok(stats) => {
+                        failing = false;
+                        match serde_json::to_string(&stats) {
+                            Ok(json) => {
+                                dashboard.latest.send_replace(Some(json.into()));
+                            }
+                            Err(error) => tracing::error!(%error, "estadísticas no serializables"),
+                        }
                     }
-                    failing = true;
+                    Err(error) => {
+                        // Once per outage, not once per second.
+                        if !failing {
+                            tracing::warn!(%error, "no se pudieron calcular las estadísticas");
+                        }
+                        failing = true;
+                    }
                 }
             },
         }

@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::JobsConfig;
 pub use routes::router;
+pub use worker::MONITOR_TASK;
 
 use self::email::{EmailJob, Mailer, Mention};
 use self::queue::EmailQueue;
@@ -338,9 +339,16 @@ impl Workers {
     /// Starts the mention logic, the e-mail workers and the periodic sweep, as tasks of the
     /// server that stop when it shuts down.
     pub fn start(self, state: &AppState) {
-        state
-            .tasks
-            .spawn(crate::mentions::run(state.clone(), self.mentions));
+        let messages: crate::mentions::Queue = Arc::new(tokio::sync::Mutex::new(self.mentions));
+        let (mentions_state, supervisor) = (state.clone(), state.supervisor.clone());
+        let shutdown = state.shutdown.clone();
+        state.tasks.spawn(async move {
+            supervisor
+                .run(crate::mentions::TASK, shutdown, move || {
+                    crate::mentions::run(mentions_state.clone(), messages.clone())
+                })
+                .await;
+        });
         tracing::info!(destino = %self.mailer.describe(), "trabajos en segundo plano en marcha");
         worker::spawn_monitor(state, self.mailer, self.from, self.redis);
     }

@@ -139,10 +139,17 @@ async fn email_handler(
 }
 // ANCHOR_END: handler
 
+/// The monitor's name for the supervisor and `/ready`.
+pub const MONITOR_TASK: &str = "trabajadores de la cola";
+
 /// Registers the e-mail worker (unless `CHAT_JOB_CONCURRENCY` is 0) and the periodic sweep on
 /// one monitor, and runs it as a task of the server: on shutdown the workers stop taking jobs,
 /// running ones get the shutdown grace to finish, and (with Redis) jobs still in flight after
 /// that are recovered by another node as a dead worker's.
+///
+/// The monitor runs under the server's supervisor: if it panics or ends before shutdown, a new
+/// one is built with new worker names, so (with Redis) the jobs the old workers held are
+/// recovered as a dead worker's, and the new workers take the queue where it is.
 pub(super) fn spawn_monitor(
     state: &AppState,
     mailer: Mailer,
@@ -151,20 +158,45 @@ pub(super) fn spawn_monitor(
 ) {
     let jobs = state.jobs.clone();
     let config = &jobs.shared.config;
-    let concurrency = config.concurrency;
-    let email_worker = format!("chat-email-{}", uuid::Uuid::new_v4());
+    if config.concurrency == 0 {
+        tracing::warn!("CHAT_JOB_CONCURRENCY=0: este nodo encola trabajos pero no los ejecuta");
+    }
     let runner = Arc::new(Runner {
         jobs: jobs.clone(),
         mailer,
         from,
     });
     let sweeper = Arc::new(Sweeper::new(jobs.clone(), redis, config));
+    let grace = state.config.shutdown_grace();
+    let (supervisor, shutdown, stop) = (
+        state.supervisor.clone(),
+        state.shutdown.clone(),
+        state.shutdown.clone(),
+    );
+    state.tasks.spawn(async move {
+        supervisor
+            .run(MONITOR_TASK, shutdown, move || {
+                let (jobs, runner, sweeper) = (jobs.clone(), runner.clone(), sweeper.clone());
+                run_monitor(jobs, runner, sweeper, grace, stop.clone())
+            })
+            .await;
+    });
+}
 
+/// Builds a monitor with fresh workers and runs it until `shutdown`.
+async fn run_monitor(
+    jobs: Jobs,
+    runner: Arc<Runner>,
+    sweeper: Arc<Sweeper>,
+    grace: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let config = &jobs.shared.config;
+    let concurrency = config.concurrency;
+    let email_worker = format!("chat-email-{}", uuid::Uuid::new_v4());
     let mut monitor = Monitor::new();
     let mut kick = false;
-    if concurrency == 0 {
-        tracing::warn!("CHAT_JOB_CONCURRENCY=0: este nodo encola trabajos pero no los ejecuta");
-    } else {
+    if concurrency > 0 {
         let name = email_worker.clone();
         monitor = match &jobs.shared.queue {
             EmailQueue::Memory { backend, .. } => {
@@ -200,7 +232,7 @@ pub(super) fn spawn_monitor(
                 .concurrency(1)
                 .build(schedule::sweep_handler)
         })
-        .shutdown_timeout(state.config.shutdown_grace())
+        .shutdown_timeout(grace)
         // A worker whose backend fails (Redis restarting, a dropped connection) ends with an
         // error; without this it would stay stopped until the process restarts. Each restart
         // first reconnects, which waits while Redis is away, so this cannot spin.
@@ -209,29 +241,32 @@ pub(super) fn spawn_monitor(
             true
         });
 
-    let shutdown = state.shutdown.clone();
-    if kick {
-        // An idle apalis-redis worker can miss a retry that became due until its next
-        // heartbeat; waking it twice a second makes retries run on time.
-        let context = monitor.context();
-        let shutdown = shutdown.clone();
-        state.tasks.spawn(async move {
-            let mut ticks = tokio::time::interval(WAKE_EVERY);
-            while shutdown.run_until_cancelled(ticks.tick()).await.is_some() {
-                let _ = context.wake_worker(&email_worker);
-            }
-        });
-    }
-    state.tasks.spawn(async move {
-        let stop = async move {
-            shutdown.cancelled().await;
-            Ok(())
-        };
-        match monitor.run_with_signal(stop).await {
-            Ok(()) => tracing::info!("trabajadores detenidos"),
-            Err(error) => tracing::error!(%error, "los trabajadores se detuvieron con un error"),
+    // An idle apalis-redis worker can miss a retry that became due until its next heartbeat;
+    // waking it twice a second makes retries run on time. Part of this run: a new monitor
+    // gets a new kicker.
+    let context = monitor.context();
+    let kicker = async move {
+        if !kick {
+            return std::future::pending().await;
         }
-    });
+        let mut ticks = tokio::time::interval(WAKE_EVERY);
+        loop {
+            ticks.tick().await;
+            let _ = context.wake_worker(&email_worker);
+        }
+    };
+    let stop = async move {
+        shutdown.cancelled().await;
+        Ok(())
+    };
+    let outcome = tokio::select! {
+        outcome = monitor.run_with_signal(stop) => outcome,
+        () = kicker => return,
+    };
+    match outcome {
+        Ok(()) => tracing::info!("trabajadores detenidos"),
+        Err(error) => tracing::error!(%error, "los trabajadores se detuvieron con un error"),
+    }
 }
 
 #[cfg(test)]

@@ -23,15 +23,15 @@ use crate::helpers::*;
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
 
-/// A dashboard's connection to `/dashboard/events`.
-struct SseClient {
+/// A dashboard's connection to `/dashboard/events` (also used by `supervision.rs`).
+pub(crate) struct SseClient {
     events: Events,
     raw: Arc<Mutex<Vec<u8>>>,
 }
 
 impl SseClient {
     /// Opens the stream as an `EventSource` does: `?token=`, and `Last-Event-ID` when resuming.
-    async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Self {
+    pub(crate) async fn open(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Self {
         let mut request = app
             .http
             .get(app.url(&format!("/dashboard/events?token={token}")));
@@ -62,7 +62,7 @@ impl SseClient {
     }
 
     /// The next event (comments are not events). Panics on timeout or end.
-    async fn next(&mut self) -> Event {
+    pub(crate) async fn next(&mut self) -> Event {
         tokio::time::timeout(FRAME_TIMEOUT, self.events.next())
             .await
             .expect("timed out waiting for an SSE event")
@@ -71,7 +71,7 @@ impl SseClient {
     }
 
     /// The next event that is not `stats`.
-    async fn next_not_stats(&mut self) -> Event {
+    pub(crate) async fn next_not_stats(&mut self) -> Event {
         loop {
             let event = self.next().await;
             if event.event != "stats" {
@@ -81,7 +81,7 @@ impl SseClient {
     }
 
     /// The next `stats` event's data.
-    async fn stats(&mut self) -> Value {
+    pub(crate) async fn stats(&mut self) -> Value {
         loop {
             let event = self.next().await;
             if event.event == "stats" {
@@ -91,7 +91,7 @@ impl SseClient {
     }
 
     /// The next `activity` event: its id and data. Panics on any other event but `stats`.
-    async fn activity(&mut self) -> (u64, Value) {
+    pub(crate) async fn activity(&mut self) -> (u64, Value) {
         let event = self.next_not_stats().await;
         assert_eq!(
             event.event, "activity",
@@ -102,7 +102,7 @@ impl SseClient {
     }
 
     /// The next `count` activity events.
-    async fn activities(&mut self, count: usize) -> Vec<(u64, Value)> {
+    pub(crate) async fn activities(&mut self, count: usize) -> Vec<(u64, Value)> {
         let mut events = Vec::with_capacity(count);
         while events.len() < count {
             events.push(self.activity().await);
@@ -429,7 +429,7 @@ async fn admin_stats_is_the_snapshot_and_counts_what_happens(app: TestApp) {
 // ----------------------------------------------------------------------------------------------
 
 /// A server on `backend` with a 2 s keep-alive, and its state; `None` when there is no Redis.
-async fn spawn_dashboard_app(backend: Backend) -> Option<(TestApp, AppState)> {
+pub(crate) async fn spawn_dashboard_app(backend: Backend) -> Option<(TestApp, AppState)> {
     let mut config = test_config(backend).await?;
     config.sse_keepalive_secs = 2;
     Some(spawn_app_with_state(config).await)
@@ -469,9 +469,52 @@ macro_rules! on_both_backends_with_state {
 }
 
 on_both_backends_with_state!(
+    stats_are_computed_only_while_a_dashboard_watches,
     keep_alive_comments_come_on_their_own_timer,
     an_id_older_than_what_is_kept_gets_a_gap_then_every_kept_event,
 );
+
+/// Waits until this node has no SSE stream open (the server notices a closed stream when it
+/// next writes to it).
+async fn wait_for_no_watchers(state: &AppState) {
+    tokio::time::timeout(FRAME_TIMEOUT, async {
+        while state.dashboard.stats_watchers() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the closed dashboard is still counted");
+}
+
+async fn stats_are_computed_only_while_a_dashboard_watches(app: TestApp, state: AppState) {
+    // Arrange: a dashboard that got a few snapshots, then closed.
+    let admin = app.admin_token().await;
+    let mut dashboard = SseClient::open(&app, &admin, None).await;
+    dashboard.stats().await;
+    dashboard.stats().await;
+    assert!(state.dashboard.stats_computed() >= 1);
+    drop(dashboard);
+    wait_for_no_watchers(&state).await;
+
+    // Act: nobody watches for three ticks.
+    let idle_from = state.dashboard.stats_computed();
+    tokio::time::sleep(3 * chat::dashboard::stats::STATS_EVERY).await;
+    let idle_until = state.dashboard.stats_computed();
+    // `GET /admin/stats` computes its own snapshot, watched or not.
+    let answer = app.get("/admin/stats", Some(&admin)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let mut again = SseClient::open(&app, &admin, None).await;
+    let fresh = again.stats().await;
+
+    // Assert: at most the snapshot in flight when the dashboard closed, and computing resumes
+    // at once for the next one (which gets no leftover from before).
+    assert!(idle_until <= idle_from + 1, "{idle_from} -> {idle_until}");
+    assert!(state.dashboard.stats_computed() > idle_until);
+    assert!(
+        fresh["ts"].as_str() > answer.body["ts"].as_str(),
+        "{fresh} vs {answer:?}"
+    );
+}
 
 async fn keep_alive_comments_come_on_their_own_timer(app: TestApp, _state: AppState) {
     // Arrange

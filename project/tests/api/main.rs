@@ -22,6 +22,7 @@ mod process;
 mod redis_recovery;
 mod redis_server;
 mod rooms;
+mod supervision;
 mod ws_delivery;
 mod ws_protocol;
 mod ws_rfc6455;
