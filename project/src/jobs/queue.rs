@@ -5,7 +5,7 @@
 //! `{p}:jobs:email`), so any node may run a job another node queued, and a job survives the
 //! restart or crash of the node that queued it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_core::backend::dequeue::VecDequeBackend;
@@ -67,17 +67,49 @@ impl EmailQueue {
                 if delay.is_zero() {
                     return storage.push(job).await.map_err(unavailable);
                 }
-                // apalis-redis schedules in whole seconds and rounds down; round up instead,
-                // so a retry never runs before its backoff is over.
-                let delay =
-                    Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
-                let task = TaskBuilder::new(job).run_after(delay).build();
+                // apalis-redis keeps the due time in whole Unix seconds, and `run_after` rounds
+                // `now + delay` down: a 1 s retry pushed at x.9 s would be due at once. The due
+                // second is rounded up instead, so a retry never runs before its backoff.
+                let due = due_second(SystemTime::now(), delay);
+                let task = TaskBuilder::new(job).run_at_timestamp(due).build();
                 storage.push_task(task).await.map_err(unavailable)
             }
         }
     }
 }
 
+/// The first whole Unix second at or after `now + delay`: when a job pushed at `now` to run
+/// after `delay` may run, in the whole seconds apalis-redis schedules by.
+fn due_second(now: SystemTime, delay: Duration) -> u64 {
+    let due = (now + delay).duration_since(UNIX_EPOCH).unwrap_or_default();
+    due.as_secs() + u64::from(due.subsec_nanos() > 0)
+}
+
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("cola de trabajos: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delayed_job_is_never_due_before_its_delay_is_over() {
+        for (now_ms, delay_ms) in [
+            (100_900, 1_000),
+            (100_900, 50),
+            (100_000, 1_500),
+            (100_999, 1),
+        ] {
+            let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+            let delay = Duration::from_millis(delay_ms);
+            let due = UNIX_EPOCH + Duration::from_secs(due_second(now, delay));
+            assert!(due >= now + delay, "now {now_ms} ms, delay {delay_ms} ms");
+            // And not a whole second later than needed.
+            assert!(due < now + delay + Duration::from_secs(1));
+        }
+        // Exactly on a second: due then, not a second later.
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        assert_eq!(due_second(now, Duration::from_secs(2)), 102);
+    }
 }
