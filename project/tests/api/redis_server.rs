@@ -51,11 +51,14 @@ pub async fn redis_url() -> Option<String> {
 /// A private server, for a test that must stop or disturb it (a `REDIS_URL` cannot be used for
 /// that). `None` after saying why when `redis-server` is not installed.
 pub fn private_redis() -> Option<RedisServer> {
-    RedisServer::start().or_else(unavailable)
+    RedisServer::start().or_else(|| {
+        skip::skip(skip::REDIS_SERVER);
+        None
+    })
 }
 
 /// Says why a Redis test is skipped, or fails it under `REQUIRE_REDIS=1`.
-fn unavailable<T>() -> Option<T> {
+fn unavailable() -> Option<String> {
     skip::skip(skip::REDIS);
     None
 }

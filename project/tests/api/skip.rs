@@ -36,6 +36,13 @@ pub const REDIS: Requirement = Requirement {
     missing: "no hay Redis (instala redis-server: sudo apt-get install redis-server, o define REDIS_URL)",
 };
 
+/// A `redis-server` binary: for a test that starts (and disturbs) a private server, where a
+/// `REDIS_URL` cannot stand in.
+pub const REDIS_SERVER: Requirement = Requirement {
+    var: "REQUIRE_REDIS",
+    missing: "redis-server no está instalado (sudo apt-get install redis-server)",
+};
+
 /// Chromium and chromedriver on the `PATH`.
 pub const BROWSER: Requirement = Requirement {
     var: "REQUIRE_BROWSER",
