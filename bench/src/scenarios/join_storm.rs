@@ -4,7 +4,11 @@
 //! to everyone for everyone.
 //!
 //! On the baseline, which has no `join`, the storm is N connections opened at once and greeted.
+//!
+//! Each client also keeps its view of who is online (its `joined` list with every `presence`
+//! applied): at the end, the clients whose view holds all N users show that nothing was lost.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -51,6 +55,33 @@ struct Tally {
     /// (its outbound queue overflowed).
     closed: AtomicU64,
     closed_1013: AtomicU64,
+    /// Clients whose view ended with every one of the N users online.
+    complete_views: AtomicU64,
+}
+
+/// Applies a `joined` or `presence` frame to a client's view of who is online.
+fn apply(view: &mut HashSet<String>, text: &str) {
+    let Ok(frame) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
+    let name = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    match frame["type"].as_str() {
+        Some("joined") => {
+            let online = frame["online"].as_array().into_iter().flatten();
+            *view = online.filter_map(name).collect();
+        }
+        Some("presence") => {
+            let Some(user) = name(&frame["user"]) else {
+                return;
+            };
+            if frame["status"] == "online" {
+                view.insert(user);
+            } else {
+                view.remove(&user);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Result<Run> {
@@ -109,6 +140,7 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
                 },
             };
             let mut joined = false;
+            let mut view = HashSet::new();
             loop {
                 let message = tokio::select! {
                     _ = stopped.changed() => break,
@@ -135,6 +167,9 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
                 let Ok(frame) = serde_json::from_str::<Frame>(&text) else {
                     continue;
                 };
+                if matches!(&*frame.kind, "joined" | "presence") {
+                    apply(&mut view, &text);
+                }
                 match &*frame.kind {
                     "joined" if !joined => {
                         joined = true;
@@ -147,6 +182,9 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
                     }
                     _ => {}
                 }
+            }
+            if view.len() == n {
+                tally.complete_views.fetch_add(1, Ordering::Relaxed);
             }
             Some(ws)
         }));
@@ -240,6 +278,14 @@ pub async fn run(target: &Target, prefix: &str, opts: &JoinStorm) -> anyhow::Res
         "",
         tally.closed_1013.load(Ordering::Relaxed) as f64,
     );
+    if target.kind == Kind::Chat {
+        run.metric(
+            "complete_views",
+            "clientes que terminan viendo a los N en línea",
+            "",
+            tally.complete_views.load(Ordering::Relaxed) as f64,
+        );
+    }
     let failed = tally.failed.load(Ordering::Relaxed);
     if failed > 0 {
         run.note(format!("{failed} conexiones fallaron"));

@@ -174,6 +174,9 @@ pub enum Audience {
     /// Every connection of this user, on any node, whether it joined the room or not: a
     /// `notification` about the room (a mention).
     User(String),
+    /// The connections that get a batch of presence changes (`frame` is unused; the batch
+    /// holds one frame per user): see [`crate::ws::hub`].
+    Presence(Arc<crate::ws::hub::PresenceBatch>),
 }
 
 /// Fan-out of the events that are not stored (presence, typing) to every node.

@@ -27,17 +27,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::hub::Subscriber;
-use super::protocol::{
-    self, ClientFrame, ErrorCode, ErrorContext, FrameError, PresenceStatus, ServerFrame,
-};
+use super::hub::{self, Subscriber};
+use super::protocol::{self, ClientFrame, ErrorCode, ErrorContext, FrameError, ServerFrame};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::backend::{Audience, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
 use crate::dashboard::activity::Activity;
 use crate::domain::{Room, RoomId, now_rfc3339};
 
-/// Frames a connection's outbound queue holds before it counts as a slow consumer.
+/// Frames a connection's outbound queue holds before it counts as a slow consumer. (A window's
+/// presence changes are one item, however many users changed.)
 pub const OUTBOUND_QUEUE: usize = 256;
 /// Frames read ahead while an earlier one is being answered (it may wait on the backend). Past
 /// this the reader stops reading, and the peer's frames wait in TCP buffers.
@@ -54,6 +53,10 @@ const RECOVERY_HISTORY: usize = 1000;
 /// fan-out takes this long: then the connection closes with 1013 and the client recovers with
 /// `since`, which finds the message in the history.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a join waits for its presence window (which closes within [`hub::LONGEST`], plus one
+/// read of the backend): only a broken backend takes longer, and the join is answered
+/// `unavailable`.
+const WINDOW_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Close codes of the contract.
 mod close {
@@ -184,7 +187,7 @@ pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
                     last_heard = arrival.at;
                     connection.on_incoming(&mut socket, arrival).await
                 }
-                Some(event) = connection.events.recv() => connection.forward(&mut socket, &event).await,
+                Some(event) = connection.events.recv() => connection.forward_queued(&mut socket, event).await,
                 _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
                 // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
                 _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
@@ -235,9 +238,24 @@ pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
 /// overflows first (close 1013); this catches a non-reader in a quiet room.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Writes one message; a failed or stuck write means the peer is gone.
+/// Writes one message and flushes; a failed or stuck write means the peer is gone.
 async fn send(socket: &mut Sink, message: Message) -> Result<(), Exit> {
     match tokio::time::timeout(WRITE_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Exit::Gone),
+    }
+}
+
+/// Writes one text frame without flushing: [`flush`] sends what was fed at once.
+async fn feed(socket: &mut Sink, text: Utf8Bytes) -> Result<(), Exit> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.feed(Message::Text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Exit::Gone),
+    }
+}
+
+async fn flush(socket: &mut Sink) -> Result<(), Exit> {
+    match tokio::time::timeout(WRITE_TIMEOUT, socket.flush()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(Exit::Gone),
     }
@@ -321,7 +339,10 @@ impl Connection {
             .is_some_and(|sent_up_to| *sent_up_to < echo.id)
         {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => self.forward(socket, &event).await?,
+                Ok(Some(event)) => {
+                    self.forward(socket, &event).await?;
+                    flush(socket).await?;
+                }
                 // The queue cannot close while this connection holds a sender of its own.
                 Ok(None) => return Err(Exit::Gone),
                 Err(_) => {
@@ -333,7 +354,7 @@ impl Connection {
                 }
             }
         }
-        Ok(())
+        flush(socket).await
     }
 
     /// Runs one valid frame. Errors become `error` frames; transport failures while answering
@@ -387,6 +408,8 @@ impl Connection {
 
     /// Subscribes (unless `already_joined`), records presence and membership, and answers with
     /// `joined`. A `since` counts only in the epoch the client names (or when it names none).
+    /// A first join waits for the room's presence window ([`hub::Hub::join_window`]), which
+    /// publishes its presence and gives the `online` list; a repeated join reads the list now.
     async fn join_and_answer(
         &mut self,
         socket: &mut Sink,
@@ -397,6 +420,7 @@ impl Connection {
     ) -> Result<(), FrameError> {
         let room_id = room_id.clone();
         let backends = &self.state.backends;
+        let mut window = None;
         if !already_joined {
             // Subscribe first, so nothing published from now on is missed; what arrives before
             // `joined` waits in the queue.
@@ -421,10 +445,12 @@ impl Connection {
                 .join(&room_id, &self.user.username, self.id)
                 .await
                 .map_err(unavailable)?;
-            if first {
-                self.publish_presence(&room_id, PresenceStatus::Online)
-                    .await;
-            }
+            let first = first.then_some(self.user.username.as_str());
+            window = Some(
+                self.state
+                    .hub
+                    .join_window(&room_id, self.id, first, &self.flush()),
+            );
         }
         let current = backends
             .messages
@@ -448,11 +474,24 @@ impl Connection {
             .history(&room_id, query)
             .await
             .map_err(unavailable)?;
-        let online = backends
-            .presence
-            .online(&room_id)
-            .await
-            .map_err(unavailable)?;
+        // The history is read while the window is open; what is stored meanwhile is queued.
+        let online = match window {
+            Some(window) => match tokio::time::timeout(WINDOW_TIMEOUT, window).await {
+                Ok(Ok(online)) => online,
+                Ok(Err(_)) | Err(_) => {
+                    return Err(unavailable(StoreError::Unavailable(
+                        "la ventana de presencia no respondió".into(),
+                    )));
+                }
+            },
+            None => Arc::new(
+                backends
+                    .presence
+                    .online(&room_id)
+                    .await
+                    .map_err(unavailable)?,
+            ),
+        };
         let answer = protocol::joined(&protocol::Joined {
             room: room_id.as_str(),
             online: &online,
@@ -557,21 +596,46 @@ impl Connection {
             .map_err(unavailable)
     }
 
+    // ANCHOR: forward_queued
+    /// Writes a queued event (all the frames of a presence batch), then flushes once.
+    async fn forward_queued(
+        &mut self,
+        socket: &mut Sink,
+        event: Arc<RoomEvent>,
+    ) -> Result<(), Exit> {
+        self.forward(socket, &event).await?;
+        flush(socket).await
+    }
+    // ANCHOR_END: forward_queued
+
     // ANCHOR: forward
-    /// Writes a room event to the client, unless the client left the room or already got the
-    /// message in a `joined` history.
+    /// Feeds a room event to the socket (the caller flushes), unless the client left the room
+    /// or already got the message in a `joined` history.
     async fn forward(&mut self, socket: &mut Sink, event: &Arc<RoomEvent>) -> Result<(), Exit> {
         if let Audience::User(_) = event.audience {
             // Addressed to this user (a mention), whether or not they joined the room.
-            return send_text(socket, event.frame.clone()).await;
+            return feed(socket, event.frame.clone()).await;
         }
         let Some(sent_up_to) = self.joined.get_mut(&event.room) else {
             return Ok(());
         };
-        if let Audience::Revoked(_) = event.audience {
-            // Removed from a private room: stop receiving it at once, on every node.
-            self.leave_room(&event.room).await;
-            return send_text(socket, event.frame.clone()).await;
+        match &event.audience {
+            Audience::Revoked(_) => {
+                // Removed from a private room: stop receiving it at once, on every node.
+                flush(socket).await?;
+                self.leave_room(&event.room).await;
+                return feed(socket, event.frame.clone()).await;
+            }
+            Audience::Presence(batch) => {
+                // A window's changes: each user's frame, but not those about this user.
+                for change in &batch.changes {
+                    if change.user != self.user.username {
+                        feed(socket, change.frame.clone()).await?;
+                    }
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         if let Some(id) = event.message_id {
             if id <= *sent_up_to {
@@ -579,7 +643,7 @@ impl Connection {
             }
             *sent_up_to = id;
         }
-        send_text(socket, event.frame.clone()).await
+        feed(socket, event.frame.clone()).await
     }
     // ANCHOR_END: forward
 
@@ -682,8 +746,8 @@ impl Connection {
             .await
         {
             Ok(true) => {
-                self.publish_presence(room_id, PresenceStatus::Offline)
-                    .await
+                let user = &self.user.username;
+                self.state.hub.left_window(room_id, user, &self.flush());
             }
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, room = %room_id, "could not record a leave"),
@@ -715,22 +779,13 @@ impl Connection {
         }
     }
 
-    async fn publish_presence(&self, room_id: &RoomId, status: PresenceStatus) {
-        let user = &self.user.username;
-        let frame = protocol::to_json(&ServerFrame::Presence {
-            room: room_id.as_str(),
-            user,
-            status,
-        });
-        // The user's own connection knows already: it is in `joined.online`, or it is leaving.
-        let event = RoomEvent {
-            room: room_id.clone(),
-            message_id: None,
-            audience: Audience::AllBut(user.clone()),
-            frame: frame.into(),
-        };
-        if let Err(error) = self.state.backends.fanout.publish(event).await {
-            tracing::warn!(%error, room = %room_id, "could not publish presence");
+    /// What the hub's presence windows need from this server.
+    fn flush(&self) -> hub::Flush {
+        hub::Flush {
+            presence: self.state.backends.presence.clone(),
+            fanout: self.state.backends.fanout.clone(),
+            tasks: self.state.tasks.clone(),
+            shutdown: self.state.shutdown.clone(),
         }
     }
 }

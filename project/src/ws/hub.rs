@@ -5,9 +5,17 @@
 //! `Arc`), and the hub offers it to the room's local connections with `try_send`: a full queue
 //! never makes the room wait; it cancels that connection's token, and the connection closes
 //! itself with 1013.
+//!
+//! The hub also coalesces each room's presence changes into windows ([`window`]): a storm of
+//! joins into one room is announced as one batch per window, not one frame per join.
+
+mod window;
+
+pub use window::{Flush, LONGEST, Online, PresenceBatch, PresenceChange, QUIET};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -32,24 +40,77 @@ pub struct Subscriber {
 ///
 /// A `DashMap` shards the rooms, so there is no global lock on the message path: delivering to
 /// one room only read-locks the shard that holds it, and nothing awaits while it is held.
-#[derive(Debug, Default)]
 pub struct Hub {
-    rooms: DashMap<RoomId, HashMap<ConnId, Subscriber>>,
+    rooms: DashMap<RoomId, HashMap<ConnId, Member>>,
     /// Username → every local connection of that user, from connect to disconnect.
     users: DashMap<String, HashMap<ConnId, Subscriber>>,
+    /// Room id → its open presence window ([`window`]).
+    windows: DashMap<RoomId, window::RoomWindow>,
+    /// This node, in the presence batches it makes.
+    node: uuid::Uuid,
+    /// The number of the last presence batch this node made (in any room).
+    batches: AtomicU64,
 }
 // ANCHOR_END: hub
 
+/// A connection in a room.
+#[derive(Debug)]
+struct Member {
+    subscriber: Subscriber,
+    /// The presence batch whose window answered its `join`: `None` while it waits for it (it
+    /// gets no presence then, see [`window`]).
+    answered: Option<u64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.rooms.len())
+            .field("users", &self.users.len())
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            rooms: DashMap::new(),
+            users: DashMap::new(),
+            windows: DashMap::new(),
+            node: uuid::Uuid::new_v4(),
+            batches: AtomicU64::new(0),
+        }
     }
 
+    /// Adds the connection to the room, waiting for its `join` to be answered (see
+    /// [`Hub::join_window`]): until then it gets the room's messages but no presence.
     pub fn subscribe(&self, room: &RoomId, conn: ConnId, subscriber: Subscriber) {
+        let member = Member {
+            subscriber,
+            answered: None,
+        };
         self.rooms
             .entry(room.clone())
             .or_default()
-            .insert(conn, subscriber);
+            .insert(conn, member);
+    }
+
+    /// Marks these connections as answered by presence batch `seq`.
+    fn answered(&self, room: &RoomId, conns: impl Iterator<Item = ConnId>, seq: u64) {
+        if let Some(mut members) = self.rooms.get_mut(room) {
+            for conn in conns {
+                if let Some(member) = members.get_mut(&conn) {
+                    member.answered = Some(seq);
+                }
+            }
+        }
     }
 
     pub fn unsubscribe(&self, room: &RoomId, conn: ConnId) {
@@ -81,8 +142,8 @@ impl Hub {
     /// the history has them, and a rejoin with `since` delivers exactly the missing ones.
     pub fn resync_everyone(&self) {
         for room in self.rooms.iter() {
-            for subscriber in room.values() {
-                subscriber.overflow.cancel();
+            for member in room.values() {
+                member.subscriber.overflow.cancel();
             }
         }
     }
@@ -101,21 +162,37 @@ impl Hub {
             }
             return;
         }
-        let Some(subscribers) = self.rooms.get(&event.room) else {
+        let Some(members) = self.rooms.get(&event.room) else {
             return;
         };
         let event = Arc::new(event);
-        for subscriber in subscribers.values() {
+        for member in members.values() {
+            let subscriber = &member.subscriber;
             let wanted = match &event.audience {
                 Audience::Everyone => true,
                 Audience::AllBut(user) => **user != *subscriber.user,
                 Audience::Revoked(user) => **user == *subscriber.user,
                 Audience::User(_) => false,
+                Audience::Presence(batch) => self.wants(member, batch),
             };
             if wanted {
                 offer(subscriber, &event);
             }
         }
+    }
+
+    /// Whether a connection gets a presence batch: not while it waits for its `joined` (whose
+    /// list will count the batch), not if this node's batch is one its `joined` already counted,
+    /// and not if the batch only speaks of its own user.
+    fn wants(&self, member: &Member, batch: &PresenceBatch) -> bool {
+        let Some(answered) = member.answered else {
+            return false;
+        };
+        if batch.origin == self.node && batch.seq <= answered {
+            return false;
+        }
+        let user = &*member.subscriber.user;
+        batch.changes.iter().any(|change| change.user != user)
     }
     // ANCHOR_END: deliver
 }

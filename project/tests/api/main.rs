@@ -24,6 +24,7 @@ mod redis_server;
 mod rooms;
 mod supervision;
 mod ws_delivery;
+mod ws_presence;
 mod ws_protocol;
 mod ws_rfc6455;
 mod ws_upgrade;

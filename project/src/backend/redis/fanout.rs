@@ -10,6 +10,9 @@
 //! `room \n message id or empty \n audience \n frame`, where the audience is empty for everyone,
 //! `-user` for everyone but that user, `!user` for that user alone, who loses the room, and
 //! `@user` for every connection of that user, joined to the room or not (a `notification`).
+//! A window's presence changes ([`PresenceBatch`]) are one event: the audience is
+//! `#node:number` and the frame field holds one line per user, `user frame` (a JSON frame
+//! never contains a raw `\n`, a username never a space).
 //!
 //! Pub/sub is fire-and-forget: while a node is reconnecting it misses events. Messages are still
 //! in the history, and clients catch up by joining with `since`.
@@ -25,7 +28,7 @@ use super::pubsub::{Delivery, Subscription};
 use super::{Keys, store_error};
 use crate::backend::{Audience, Fanout, RoomEvent, StoreError, StoreResult};
 use crate::domain::RoomId;
-use crate::ws::hub::Hub;
+use crate::ws::hub::{Hub, PresenceBatch, PresenceChange};
 
 /// Publishes the events that are not stored (presence, typing).
 pub(super) struct RedisFanout {
@@ -63,6 +66,9 @@ fn encode(event: &RoomEvent) -> StoreResult<String> {
         Audience::AllBut(user) => format!("-{user}"),
         Audience::Revoked(user) => format!("!{user}"),
         Audience::User(user) => format!("@{user}"),
+        Audience::Presence(batch) => {
+            return encode_presence(&event.room, batch);
+        }
     };
     if audience.contains('\n') {
         return Err(StoreError::Corrupt(format!(
@@ -78,6 +84,47 @@ fn encode(event: &RoomEvent) -> StoreResult<String> {
         event.room,
         event.frame.as_str()
     ))
+}
+
+/// Writes a window's presence changes: one line per user after the header.
+fn encode_presence(room: &RoomId, batch: &PresenceBatch) -> StoreResult<String> {
+    let mut payload = format!("{room}\n\n#{}:{}\n", batch.origin, batch.seq);
+    for (i, change) in batch.changes.iter().enumerate() {
+        let frame = change.frame.as_str();
+        if change.user.contains([' ', '\n']) || frame.contains('\n') {
+            return Err(StoreError::Corrupt(format!(
+                "presencia inválida: {:?}",
+                change.user
+            )));
+        }
+        if i > 0 {
+            payload.push('\n');
+        }
+        payload.push_str(&change.user);
+        payload.push(' ');
+        payload.push_str(frame);
+    }
+    Ok(payload)
+}
+
+/// Reads the lines of a presence event (see [`encode_presence`]).
+fn decode_presence(tag: &str, body: &str) -> Option<Audience> {
+    let (origin, seq) = tag.split_once(':')?;
+    let changes = body
+        .split('\n')
+        .map(|line| {
+            let (user, frame) = line.split_once(' ')?;
+            Some(PresenceChange {
+                user: user.to_owned(),
+                frame: frame.to_owned().into(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Audience::Presence(std::sync::Arc::new(PresenceBatch {
+        origin: origin.parse().ok()?,
+        seq: seq.parse().ok()?,
+        changes,
+    })))
 }
 
 /// Reads an event in the channel's format; `None` for anything else.
@@ -97,6 +144,15 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
             let mut chars = other.chars();
             let marker = chars.next()?;
             let user = chars.as_str().to_owned();
+            if marker == '#' {
+                let audience = decode_presence(&user, fields.next()?)?;
+                return Some(RoomEvent {
+                    room,
+                    message_id: None,
+                    audience,
+                    frame: Default::default(),
+                });
+            }
             match marker {
                 '-' => Audience::AllBut(user),
                 '!' => Audience::Revoked(user),
@@ -212,6 +268,34 @@ mod tests {
         assert_eq!(
             decode(encode(&addressed).unwrap().as_bytes()),
             Some(addressed)
+        );
+    }
+
+    #[test]
+    fn a_presence_batch_survives_the_wire_format() {
+        let change = |user: &str, status: &str| PresenceChange {
+            user: user.into(),
+            frame: format!(
+                r#"{{"type":"presence","room":"general","user":"{user}","status":"{status}"}}"#
+            )
+            .into(),
+        };
+        let event = RoomEvent {
+            room: RoomId::general(),
+            message_id: None,
+            audience: Audience::Presence(Arc::new(PresenceBatch {
+                origin: uuid::Uuid::new_v4(),
+                seq: 7,
+                changes: vec![change("ana", "online"), change("bea", "offline")],
+            })),
+            frame: Default::default(),
+        };
+        let wire = encode(&event).unwrap();
+        assert_eq!(decode(wire.as_bytes()), Some(event));
+        assert_eq!(decode(b"general\n\n#nodo:1\nana {}"), None);
+        assert_eq!(
+            decode(b"general\n\n#00000000-0000-0000-0000-000000000000:1\nana"),
+            None
         );
     }
 
