@@ -58,7 +58,7 @@ pub const NGINX: Requirement = Requirement {
 /// Python's `aiosmtpd` (`python3 -m aiosmtpd`), a real SMTP server.
 pub const SMTP: Requirement = Requirement {
     var: "REQUIRE_SMTP",
-    missing: "aiosmtpd no está instalado (python3 -m pip install aiosmtpd)",
+    missing: "aiosmtpd no está instalado para python3 (python3 -m pip install aiosmtpd, o en Debian sudo apt-get install python3-aiosmtpd)",
 };
 
 /// The `chat` binary built next to the test binaries (`target/debug/chat`).
