@@ -339,12 +339,12 @@ async fn health() -> Json<Value> {
 }
 
 /// `/ready`: 200 when every backend answers and every supervised task works, else 503 naming
-/// what failed (a task that keeps failing, or that could not be started again, is `tasks`:
-/// `down`, and `tasks` at the top names each one with its reason).
+/// what failed (while a supervised task keeps failing, `checks.tasks` is `down`, and `tasks` at
+/// the top names each such task with its reason).
 #[utoipa::path(
     get, path = "/ready", tag = "operaciones",
     summary = "Preparación de los backends",
-    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden y todas las tareas de fondo funcionan; si no, 503 con `\"status\":\"degraded\"` y lo que falló en `checks` (`tasks` es `down` cuando una tarea falla una y otra vez o no se pudo reiniciar; entonces `tasks` nombra cada una con el motivo).",
+    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden y todas las tareas de fondo funcionan; si no, 503 con `\"status\":\"degraded\"` y lo que falló en `checks` (`tasks` es `down` mientras una tarea de fondo falla una y otra vez; entonces `tasks` nombra cada una con el motivo).",
     responses(
         (status = 200, description = "Todos los backends responden", body = crate::openapi::Readiness),
         (status = 503, description = "Algún backend no responde o alguna tarea no funciona", body = crate::openapi::Readiness),
