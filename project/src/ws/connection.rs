@@ -38,6 +38,8 @@ use crate::domain::{Room, RoomId, now_rfc3339};
 /// Frames a connection's outbound queue holds before it counts as a slow consumer. (A window's
 /// presence changes are one item, however many users changed.)
 pub const OUTBOUND_QUEUE: usize = 256;
+/// Most queued events written before one flush (write batching).
+const WRITE_BATCH: usize = 64;
 /// Frames read ahead while an earlier one is being answered (it may wait on the backend). Past
 /// this the reader stops reading, and the peer's frames wait in TCP buffers.
 const INBOUND_QUEUE: usize = 32;
@@ -338,11 +340,16 @@ impl Connection {
             .get(&echo.room)
             .is_some_and(|sent_up_to| *sent_up_to < echo.id)
         {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) => {
-                    self.forward(socket, &event).await?;
+            let next = match self.events.try_recv() {
+                Ok(event) => Ok(Some(event)),
+                // Nothing queued: send what was fed, then wait.
+                Err(_) => {
                     flush(socket).await?;
+                    tokio::time::timeout_at(deadline, self.events.recv()).await
                 }
+            };
+            match next {
+                Ok(Some(event)) => self.forward(socket, &event).await?,
                 // The queue cannot close while this connection holds a sender of its own.
                 Ok(None) => return Err(Exit::Gone),
                 Err(_) => {
@@ -597,13 +604,20 @@ impl Connection {
     }
 
     // ANCHOR: forward_queued
-    /// Writes a queued event (all the frames of a presence batch), then flushes once.
+    /// Writes a queued event and whatever else is queued already (up to [`WRITE_BATCH`]
+    /// events), then flushes once: a burst costs one flush, not one per frame.
     async fn forward_queued(
         &mut self,
         socket: &mut Sink,
         event: Arc<RoomEvent>,
     ) -> Result<(), Exit> {
         self.forward(socket, &event).await?;
+        for _ in 1..WRITE_BATCH {
+            let Ok(event) = self.events.try_recv() else {
+                break;
+            };
+            self.forward(socket, &event).await?;
+        }
         flush(socket).await
     }
     // ANCHOR_END: forward_queued
