@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the chat's hot paths, through the crate's public API:
 //! `cargo bench -p chat --bench hot_paths` (add `-- --quick` for a short run).
 //!
-//! - parsing a client frame (`ws::protocol::parse`) and serializing server frames
+//! - parsing a client frame (`ws::protocol::parse`, and beside it what it did before: through a
+//!   `serde_json::Value`) and serializing server frames
 //!   (`message_frame_parts`, `to_json`, `joined` with 1,000 users online and 50 messages);
 //! - the hub's fan-out of one event to 1,000 local subscribers (`Hub::deliver`);
 //! - appending to a room's history on the in-process backend (`MessageLog::append`);
@@ -39,6 +40,13 @@ fn frames(c: &mut Criterion) {
     let send = r#"{"type":"send","room":"general","text":"hola @luis, ¿vienes a la reunión de las 10?","client_id":"c-123"}"#;
     group.bench_function("parse_send", |b| {
         b.iter(|| protocol::parse(black_box(send)))
+    });
+    // What `parse` did before issue 13: a `serde_json::Value` tree, then the typed enum.
+    group.bench_function("parse_send_via_value", |b| {
+        b.iter(|| {
+            let value: serde_json::Value = serde_json::from_str(black_box(send)).unwrap();
+            serde_json::from_value::<protocol::ClientFrame>(value).unwrap()
+        })
     });
     let join = r#"{"type":"join","room":"general","since":1234}"#;
     group.bench_function("parse_join", |b| {

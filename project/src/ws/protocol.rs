@@ -1,8 +1,11 @@
 //! The JSON frames of `/ws`: parsing what clients send (with the contract's error codes) and
 //! building what the server sends.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::backend::StoredFrame;
 
@@ -37,8 +40,6 @@ pub enum ClientFrame {
 }
 // ANCHOR_END: client_frame
 
-const KNOWN_TYPES: [&str; 5] = ["join", "leave", "send", "typing", "ping"];
-
 /// The `code` of an `error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,19 +71,6 @@ pub struct ErrorContext {
     pub client_id: Option<String>,
 }
 
-impl ErrorContext {
-    fn of(object: &serde_json::Map<String, Value>) -> Self {
-        let string = |field: &str| match object.get(field) {
-            Some(Value::String(value)) => Some(value.clone()),
-            _ => None,
-        };
-        Self {
-            room: string("room"),
-            client_id: string("client_id"),
-        }
-    }
-}
-
 impl FrameError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
@@ -112,53 +100,275 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     parse_with_context(text).0
 }
 
+// ANCHOR: parse
 /// [`parse`], plus what an error frame about this frame must repeat (even when the frame is
 /// refused: a `send` with a bad `text` still names its room and `client_id`).
+///
+/// One pass over the text: the fields this server reads are kept as they came (a string, an
+/// unsigned integer, `null` or anything else), every other value is skipped without being
+/// built, and the checks run on what was kept. No `serde_json::Value` tree in between.
 pub fn parse_with_context(text: &str) -> (Result<ClientFrame, FrameError>, ErrorContext) {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
+    let Ok(top) = serde_json::from_str::<Top<'_>>(text) else {
         let error = FrameError::invalid("el frame no es JSON válido");
         return (Err(error), ErrorContext::default());
     };
-    let context = match &value {
-        Value::Object(object) => ErrorContext::of(object),
-        _ => ErrorContext::default(),
+    let Top::Object(fields) = top else {
+        let error = FrameError::invalid("el frame debe ser un objeto JSON");
+        return (Err(error), ErrorContext::default());
     };
-    (check_shape(value), context)
+    let context = ErrorContext {
+        room: fields.room.as_ref().and_then(Loose::string),
+        client_id: fields.client_id.as_ref().and_then(Loose::string),
+    };
+    (check_shape(fields), context)
 }
 
-fn check_shape(value: Value) -> Result<ClientFrame, FrameError> {
-    let Value::Object(object) = &value else {
-        return Err(FrameError::invalid("el frame debe ser un objeto JSON"));
-    };
-    let Some(Value::String(kind)) = object.get("type") else {
+fn check_shape(fields: Fields<'_>) -> Result<ClientFrame, FrameError> {
+    let Some(Loose::Str(kind)) = &fields.kind else {
         return Err(FrameError::invalid(
             "falta el campo «type» o no es un texto",
         ));
     };
-    if !KNOWN_TYPES.contains(&kind.as_str()) {
-        return Err(FrameError::new(
-            ErrorCode::UnknownType,
-            format!("tipo de frame desconocido: «{kind}»"),
-        ));
-    }
-    // `null` is not a string either (serde would take it for an absent epoch).
-    if kind == "join" && object.get("epoch").is_some_and(|epoch| !epoch.is_string()) {
-        return Err(FrameError::invalid("epoch debe ser un texto"));
-    }
-    let frame: ClientFrame = serde_json::from_value(value)
-        .map_err(|error| FrameError::invalid(format!("campos no válidos: {error}")))?;
-    if let ClientFrame::Send {
-        client_id: Some(id),
-        ..
-    } = &frame
-    {
-        if !(1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count()) {
-            return Err(FrameError::invalid(
-                "client_id debe tener de 1 a 128 caracteres",
+    let frame = match kind.as_ref() {
+        "join" => {
+            // `null` is not a string either (it would read as an absent epoch).
+            let epoch = match fields.epoch {
+                None => None,
+                Some(Loose::Str(epoch)) => Some(epoch.into_owned()),
+                Some(_) => return Err(FrameError::invalid("epoch debe ser un texto")),
+            };
+            ClientFrame::Join {
+                room: required_text("room", fields.room)?,
+                since: match fields.since {
+                    None | Some(Loose::Null) => None,
+                    Some(Loose::Unsigned(since)) => Some(since),
+                    Some(_) => return Err(invalid_field("since", "un entero no negativo")),
+                },
+                epoch,
+            }
+        }
+        "leave" => ClientFrame::Leave {
+            room: required_text("room", fields.room)?,
+        },
+        "send" => {
+            let room = required_text("room", fields.room)?;
+            let text = required_text("text", fields.text)?;
+            let client_id = match fields.client_id {
+                None | Some(Loose::Null) => None,
+                Some(Loose::Str(id)) => Some(id.into_owned()),
+                Some(_) => return Err(invalid_field("client_id", "un texto")),
+            };
+            if let Some(id) = &client_id {
+                if !(1..=MAX_CLIENT_ID_CHARS).contains(&id.chars().count()) {
+                    return Err(FrameError::invalid(
+                        "client_id debe tener de 1 a 128 caracteres",
+                    ));
+                }
+            }
+            ClientFrame::Send {
+                room,
+                text,
+                client_id,
+            }
+        }
+        "typing" => ClientFrame::Typing {
+            room: required_text("room", fields.room)?,
+        },
+        "ping" => ClientFrame::Ping,
+        other => {
+            return Err(FrameError::new(
+                ErrorCode::UnknownType,
+                format!("tipo de frame desconocido: «{other}»"),
             ));
         }
-    }
+    };
     Ok(frame)
+}
+
+/// A field that must be present and a string.
+fn required_text(name: &str, value: Option<Loose<'_>>) -> Result<String, FrameError> {
+    match value {
+        Some(Loose::Str(value)) => Ok(value.into_owned()),
+        None => Err(FrameError::invalid(format!(
+            "campos no válidos: falta el campo «{name}»"
+        ))),
+        Some(_) => Err(invalid_field(name, "un texto")),
+    }
+}
+
+fn invalid_field(name: &str, expected: &str) -> FrameError {
+    FrameError::invalid(format!("campos no válidos: «{name}» debe ser {expected}"))
+}
+// ANCHOR_END: parse
+
+/// A whole frame: an object with the fields below, or anything else (refused as not an object).
+enum Top<'a> {
+    Object(Fields<'a>),
+    NotObject,
+}
+
+/// The fields of a client frame this server reads; any other field is skipped. A repeated field
+/// keeps its last value, as a JSON object read into a map would.
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<Loose<'a>>,
+    room: Option<Loose<'a>>,
+    text: Option<Loose<'a>>,
+    client_id: Option<Loose<'a>>,
+    since: Option<Loose<'a>>,
+    epoch: Option<Loose<'a>>,
+}
+
+/// A field's value as it came, without deciding yet whether its type is the right one: the
+/// frame's `type` decides which fields count, and a wrong type is an `invalid_frame`, not a
+/// JSON error. Strings borrow from the frame unless they had escapes.
+enum Loose<'a> {
+    Str(Cow<'a, str>),
+    /// A non-negative integer that fits in a `u64`.
+    Unsigned(u64),
+    Null,
+    /// A boolean, a negative or fractional number, an array or an object.
+    Other,
+}
+
+impl Loose<'_> {
+    fn string(&self) -> Option<String> {
+        match self {
+            Loose::Str(value) => Some(value.clone().into_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TopVisitor;
+        impl<'de> Visitor<'de> for TopVisitor {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("un frame JSON")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Type => &mut fields.kind,
+                        Key::Room => &mut fields.room,
+                        Key::Text => &mut fields.text,
+                        Key::ClientId => &mut fields.client_id,
+                        Key::Since => &mut fields.since,
+                        Key::Epoch => &mut fields.epoch,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(Top::Object(fields))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| Top::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<Top<'de>, E> {
+                Ok(Top::NotObject)
+            }
+        }
+        deserializer.deserialize_any(TopVisitor)
+    }
+}
+
+/// The name of a field of [`Fields`], or any other name.
+enum Key {
+    Type,
+    Room,
+    Text,
+    ClientId,
+    Since,
+    Epoch,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("el nombre de un campo")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Key, E> {
+                Ok(match name {
+                    "type" => Key::Type,
+                    "room" => Key::Room,
+                    "text" => Key::Text,
+                    "client_id" => Key::ClientId,
+                    "since" => Key::Since,
+                    "epoch" => Key::Epoch,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LooseVisitor;
+        impl<'de> Visitor<'de> for LooseVisitor {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("un valor JSON")
+            }
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Borrowed(value)))
+            }
+            fn visit_str<E>(self, value: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(value.to_owned())))
+            }
+            fn visit_string<E>(self, value: String) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(value)))
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Unsigned(value))
+            }
+            fn visit_i64<E>(self, value: i64) -> Result<Loose<'de>, E> {
+                Ok(u64::try_from(value).map_or(Loose::Other, Loose::Unsigned))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<'de>, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| Loose::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<'de>, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| Loose::Other)
+            }
+        }
+        deserializer.deserialize_any(LooseVisitor)
+    }
 }
 
 /// Checks a message text: something visible (see [`crate::domain::has_visible_text`]), at most
@@ -284,6 +494,7 @@ pub fn joined(answer: &Joined<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn code_of(text: &str) -> ErrorCode {
         parse(text).unwrap_err().code
@@ -352,6 +563,88 @@ mod tests {
             error.get("room").is_none() && error.get("client_id").is_none(),
             "{error}"
         );
+    }
+
+    #[test]
+    fn fields_are_checked_by_the_type_that_reads_them() {
+        // Fields a type does not read are ignored, whatever their type.
+        assert_eq!(
+            parse(r#"{"room":5,"type":"ping","text":[1,{"a":null}],"epoch":null}"#),
+            Ok(ClientFrame::Ping)
+        );
+        // A repeated field keeps its last value; escaped strings are decoded.
+        assert_eq!(
+            parse(r#"{"type":"dance","type":"leave","room":"x","room":"gen\u00e9ral"}"#),
+            Ok(ClientFrame::Leave {
+                room: "genéral".into()
+            })
+        );
+        // `null` means absent for `since` and `client_id`, never for `epoch`.
+        assert_eq!(
+            parse(r#"{"type":"join","room":"general","since":null,"epoch":"e1"}"#),
+            Ok(ClientFrame::Join {
+                room: "general".into(),
+                since: None,
+                epoch: Some("e1".into()),
+            })
+        );
+        assert_eq!(
+            code_of(r#"{"type":"join","room":"general","epoch":null}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            parse(r#"{"type":"send","room":"general","text":"a","client_id":null}"#),
+            Ok(ClientFrame::Send {
+                room: "general".into(),
+                text: "a".into(),
+                client_id: None,
+            })
+        );
+        for bad in [
+            r#"{"type":"join","room":"general","since":1.5}"#,
+            r#"{"type":"join","room":"general","since":"3"}"#,
+            r#"{"type":"join","room":"general","since":18446744073709551616}"#,
+            r#"{"type":"send","room":"general"}"#,
+            r#"{"type":"send","room":"general","text":null}"#,
+            r#"{"type":"send","room":"general","text":"a","client_id":7}"#,
+            r#"{"type":"typing","room":null}"#,
+            r#"{"type":"leave"}"#,
+            r#"{"type":"ping"} trailing"#,
+            r#"{"type":"ping""#,
+            "",
+            "\"ping\"",
+        ] {
+            assert_eq!(code_of(bad), ErrorCode::InvalidFrame, "{bad}");
+        }
+        // The type is checked before its fields.
+        assert_eq!(
+            code_of(r#"{"type":"dance","room":5}"#),
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"general","since":18446744073709551615}"#),
+            Ok(ClientFrame::Join {
+                room: "general".into(),
+                since: Some(u64::MAX),
+                epoch: None,
+            })
+        );
+    }
+
+    #[test]
+    fn the_context_is_kept_whatever_the_type() {
+        let (frame, context) =
+            parse_with_context(r#"{"type":"dance","room":"general","client_id":"c\"1"}"#);
+        assert_eq!(frame.unwrap_err().code, ErrorCode::UnknownType);
+        assert_eq!(
+            context,
+            ErrorContext {
+                room: Some("general".into()),
+                client_id: Some("c\"1".into()),
+            }
+        );
+        let (_, context) = parse_with_context(r#"[{"room":"general"}]"#);
+        assert_eq!(context, ErrorContext::default());
     }
 
     #[test]
