@@ -147,8 +147,48 @@ impl RoomStore for MemoryRooms {
 struct RoomLog {
     frames: VecDeque<StoredFrame>,
     last_id: u64,
+    recent: RecentClientIds,
+}
+
+/// The `(user, client_id)` pairs stored within [`IDEMPOTENCY_WINDOW`]: a map to look one up,
+/// and the same keys in the order they were stored, so that forgetting the expired ones only
+/// looks at those (amortized O(1) per append, whatever the size of the room).
+#[derive(Default)]
+struct RecentClientIds {
     /// `(user, client_id)` → (the id it got, when it was stored).
-    recent_client_ids: HashMap<(String, String), (u64, Instant)>,
+    by_key: HashMap<(String, String), (u64, Instant)>,
+    /// Oldest first: when each key was stored. A key stored again after it expired appears
+    /// twice; the older entry then no longer matches the map and is dropped alone.
+    stored: VecDeque<(Instant, (String, String))>,
+}
+
+impl RecentClientIds {
+    /// Forgets what was stored a whole window before `now`.
+    fn expire(&mut self, now: Instant) {
+        while let Some((stored_at, _)) = self.stored.front() {
+            if now.duration_since(*stored_at) < IDEMPOTENCY_WINDOW {
+                break;
+            }
+            if let Some((stored_at, key)) = self.stored.pop_front() {
+                if self
+                    .by_key
+                    .get(&key)
+                    .is_some_and(|(_, at)| *at == stored_at)
+                {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<u64> {
+        self.by_key.get(key).map(|(id, _)| *id)
+    }
+
+    fn insert(&mut self, key: (String, String), id: u64, now: Instant) {
+        self.stored.push_back((now, key.clone()));
+        self.by_key.insert(key, (id, now));
+    }
 }
 
 impl RoomLog {
@@ -204,14 +244,9 @@ impl MessageLog for MemoryLog {
         let now = Instant::now();
         let key = draft.client_id.clone().map(|id| (draft.user.clone(), id));
         if let Some(key) = &key {
-            log.recent_client_ids
-                .retain(|_, (_, stored_at)| now.duration_since(*stored_at) < IDEMPOTENCY_WINDOW);
+            log.recent.expire(now);
             // A repeat of a send whose message was already dropped is stored again, as in Redis.
-            if let Some(frame) = log
-                .recent_client_ids
-                .get(key)
-                .and_then(|(id, _)| log.get(*id))
-            {
+            if let Some(frame) = log.recent.get(key).and_then(|id| log.get(id)) {
                 return Ok(Appended {
                     frame: frame.clone(),
                     duplicate: true,
@@ -230,7 +265,7 @@ impl MessageLog for MemoryLog {
             log.frames.pop_front();
         }
         if let Some(key) = key {
-            log.recent_client_ids.insert(key, (id, now));
+            log.recent.insert(key, id, now);
         }
         // Delivered while the room's lock is held: the next message of this room cannot be
         // delivered before this one. `deliver` only does `try_send`, it never waits.
@@ -615,6 +650,44 @@ mod tests {
         let again = log.append(draft("hola", Some("c1"))).await.unwrap();
         assert!(!again.duplicate);
         assert_eq!(again.frame.id, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_client_ids_are_forgotten_one_by_one_and_a_key_stored_again_is_kept() {
+        let log = log_with(0).await;
+        log.append(draft("a", Some("c1"))).await.unwrap();
+        tokio::time::advance(IDEMPOTENCY_WINDOW / 2).await;
+        log.append(draft("b", Some("c2"))).await.unwrap();
+        tokio::time::advance(IDEMPOTENCY_WINDOW / 2).await;
+        // c1 expired (stored again: id 3); c2 is still remembered.
+        let again = log.append(draft("a", Some("c1"))).await.unwrap();
+        assert_eq!((again.duplicate, again.frame.id), (false, 3));
+        let repeat = log.append(draft("b", Some("c2"))).await.unwrap();
+        assert_eq!((repeat.duplicate, repeat.frame.id), (true, 2));
+        tokio::time::advance(IDEMPOTENCY_WINDOW / 2 + Duration::from_secs(1)).await;
+        // c2 expired now; c1's new id is still remembered.
+        let c2 = log.append(draft("b", Some("c2"))).await.unwrap();
+        assert_eq!((c2.duplicate, c2.frame.id), (false, 4));
+        let c1 = log.append(draft("a", Some("c1"))).await.unwrap();
+        assert_eq!((c1.duplicate, c1.frame.id), (true, 3));
+        let room_log = log.room_log(&RoomId::general());
+        let recent = &lock(&room_log).recent;
+        assert_eq!((recent.by_key.len(), recent.stored.len()), (2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_id_stored_again_after_its_message_was_trimmed_outlives_its_first_entry() {
+        let log = log_keeping(0, 1).await;
+        log.append(draft("a", Some("c1"))).await.unwrap();
+        log.append(draft("b", None)).await.unwrap();
+        tokio::time::advance(IDEMPOTENCY_WINDOW / 2).await;
+        // Message 1 was dropped from the history: the repeat is stored again (id 3).
+        let again = log.append(draft("a", Some("c1"))).await.unwrap();
+        assert_eq!((again.duplicate, again.frame.id), (false, 3));
+        tokio::time::advance(IDEMPOTENCY_WINDOW / 2 + Duration::from_secs(1)).await;
+        // The first entry expired; the second, stored later, still counts.
+        let repeat = log.append(draft("a", Some("c1"))).await.unwrap();
+        assert_eq!((repeat.duplicate, repeat.frame.id), (true, 3));
     }
 
     #[tokio::test(start_paused = true)]
