@@ -299,3 +299,25 @@ async fn an_event_with_multi_byte_characters_where_a_marker_is_expected_does_not
     // Assert: the node still delivers what comes after them.
     assert_eq!(bea.recv_type("message").await, sent);
 }
+
+#[tokio::test]
+async fn a_node_that_shuts_down_announces_its_users_offline_on_the_other() {
+    // Arrange: ana on A, bea on B, both in general.
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut ana = a.connected("ana").await;
+    let mut bea = b.connected("bea").await;
+    ana.join("general").await;
+    bea.join("general").await;
+    assert_eq!(ana.recv().await["user"], "bea");
+
+    // Act: node A stops, as on SIGTERM (its connections leave their rooms on the way out).
+    a.stop().await;
+
+    // Assert: bea, on B, hears ana go offline.
+    assert_eq!(
+        bea.recv_type("presence").await,
+        json!({ "type": "presence", "room": "general", "user": "ana", "status": "offline" })
+    );
+}

@@ -194,31 +194,31 @@ impl Hub {
     }
 
     /// Closes the room's windows as they fall due, until none has opened for [`QUIET`]; then
-    /// forgets the room (its next window starts quiet).
+    /// forgets the room (its next window starts quiet). Once the server is shutting down every
+    /// window closes at once, and is still published: the leaves of this node's connections must
+    /// reach the other nodes' clients. (Each close is bounded by the backend's own timeouts.)
     async fn close_windows(self: Arc<Self>, room: RoomId, flush: Flush) {
         loop {
             let now = Instant::now();
+            let stopping = flush.shutdown.is_cancelled();
             let wake = {
                 let Some(mut window) = self.windows.get_mut(&room) else {
                     return;
                 };
                 match window.open.as_ref().map(Batch::due) {
-                    Some(due) if due <= now => {
+                    Some(due) if due <= now || stopping => {
                         let batch = window.open.take();
                         window.last_closed = Some(now);
                         drop(window);
                         if let Some(batch) = batch {
-                            let closed = self.close(&room, batch, &flush);
-                            if flush.shutdown.run_until_cancelled(closed).await.is_none() {
-                                return;
-                            }
+                            self.close(&room, batch, &flush).await;
                         }
                         continue;
                     }
                     Some(due) => due,
                     None => {
                         let forget_at = window.last_closed.map_or(now, |closed| closed + QUIET);
-                        if forget_at <= now {
+                        if forget_at <= now || stopping {
                             // Forget the room, unless a window opened in between.
                             drop(window);
                             let idle = |_: &RoomId, window: &RoomWindow| window.open.is_none();
@@ -231,13 +231,9 @@ impl Hub {
                     }
                 }
             };
-            if flush
-                .shutdown
-                .run_until_cancelled(tokio::time::sleep_until(wake))
-                .await
-                .is_none()
-            {
-                return;
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                () = flush.shutdown.cancelled() => {}
             }
         }
     }
@@ -420,6 +416,38 @@ mod tests {
         batch.change("carl".into(), PresenceStatus::Online);
         let changes: Vec<_> = batch.changes.into_iter().collect();
         assert_eq!(changes, vec![("carl".to_owned(), PresenceStatus::Online)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaves_during_shutdown_are_still_published_at_once() {
+        let hub = Arc::new(Hub::new());
+        let backends = crate::backend::memory::backends(hub.clone());
+        let flush = flush(&backends);
+        let room = RoomId::general();
+        let (observer, first, mut seen) = connection(&hub, &backends, &room, "vigia").await;
+        let alone = hub.join_window(&room, observer, first.then_some("vigia"), &flush);
+        alone.await.unwrap();
+        let (ana, first, _) = connection(&hub, &backends, &room, "ana").await;
+        let ana_answer = hub.join_window(&room, ana, first.then_some("ana"), &flush);
+        ana_answer.await.unwrap();
+        assert_eq!(
+            users(&seen.try_recv().unwrap()),
+            vec![("ana".to_owned(), "online".to_owned())]
+        );
+
+        // The server stops; ana's connection leaves the room on its way out.
+        flush.shutdown.cancel();
+        hub.unsubscribe(&room, ana);
+        assert!(backends.presence.leave(&room, "ana", ana).await.unwrap());
+        hub.left_window(&room, "ana", &flush);
+        flush.tasks.close();
+        flush.tasks.wait().await;
+
+        assert_eq!(
+            users(&seen.try_recv().unwrap()),
+            vec![("ana".to_owned(), "offline".to_owned())]
+        );
+        assert!(hub.windows.is_empty());
     }
 
     #[test]
