@@ -82,6 +82,12 @@ if want fanout-10k; then
     bench fanout-10k memory --baseline fanout --rooms 10 --clients 1000 --senders 5 --rate 1 --messages 30 --drain-secs 20
     bench fanout-10k redis fanout --rooms 10 --clients 1000 --senders 5 --rate 1 --messages 30 --drain-secs 20
 fi
+if want fanout-10k-spread; then
+    # The same 50,000 deliveries/s with the 50 senders' clocks spread over the second, instead
+    # of 50 messages (50,000 frames) at the same instant every second.
+    bench fanout-10k-spread memory --baseline fanout --rooms 10 --clients 1000 --senders 5 --rate 1 --messages 30 --drain-secs 20 --spread
+    bench fanout-10k-spread redis fanout --rooms 10 --clients 1000 --senders 5 --rate 1 --messages 30 --drain-secs 20 --spread
+fi
 if want fanout-10k-light; then
     # The same 10,000 connections at a fifth of the load (10,000 deliveries/s).
     bench fanout-10k-light memory --baseline fanout --rooms 10 --clients 1000 --senders 1 --rate 1 --messages 30 --drain-secs 20

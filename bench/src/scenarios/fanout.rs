@@ -45,6 +45,11 @@ pub struct Fanout {
     /// Seconds to wait for the last deliveries after the last send.
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
+    /// Spread the senders' clocks evenly over one period (sender k of S starts k/S of a period
+    /// late). Without it they all start at once, so every tick is a burst of one message per
+    /// sender: with 50 senders × 1,000 connections, 50,000 frames at the same instant.
+    #[arg(long)]
+    pub spread: bool,
 }
 
 impl Default for Fanout {
@@ -57,6 +62,7 @@ impl Default for Fanout {
             rate: 10.0,
             window: None,
             drain_secs: 10,
+            spread: false,
         }
     }
 }
@@ -202,8 +208,13 @@ pub async fn run(
         };
         let (room, sent, bar) = (rooms[room_index].clone(), sent.clone(), bar.clone());
         let messages = opts.messages;
+        let offset = if opts.spread {
+            period.mul_f64(me as f64 / (rooms.len() * senders).max(1) as f64)
+        } else {
+            Duration::ZERO
+        };
         sending.push(tokio::spawn(async move {
-            let mut pace = tokio::time::interval(period);
+            let mut pace = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
             pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
             for seq in 0..messages {
                 if let Some(window) = &window {
@@ -252,6 +263,7 @@ pub async fn run(
     run.param("emisores_por_sala", senders);
     run.param("mensajes_por_emisor", opts.messages);
     run.param("ritmo_por_emisor", opts.rate);
+    run.param("escalonados", opts.spread);
     run.param(
         "ventana",
         opts.window.map_or(serde_json::Value::Null, |k| k.into()),
