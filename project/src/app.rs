@@ -3,29 +3,32 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::passwords::HashPool;
 use crate::auth::tokens::Tokens;
 use crate::backend::{self, Backends};
+use crate::cache::Cache;
 use crate::config::Config;
-use crate::dashboard::activity::{Activity, ActivityFeed};
+use crate::connections::UserConnections;
+use crate::dashboard::Dashboard;
 use crate::domain::{Email, Password, Role, Room, Username};
 use crate::error::ApiError;
+use crate::events::{Activity, ActivityFeed};
+use crate::jobs::{Jobs, SentMessages, Workers};
+use crate::mentions::Mentions;
+use crate::server::OpenFiles;
+use crate::supervisor::Supervisor;
 use crate::ws::hub::Hub;
 use crate::ws::origin::OriginPolicy;
-use crate::{auth, rooms, web, ws};
+use crate::{auth, dashboard, health, jobs, mentions, metrics, openapi, rooms, web, ws};
 
 mod recovery;
 
@@ -33,8 +36,12 @@ mod recovery;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 // ANCHOR: app_state
-/// Everything a handler may need. Cheap to clone: each field is an `Arc` or a handle.
-#[derive(Clone)]
+/// Every handle the server has. Cheap to clone: each field is an `Arc` or a handle.
+///
+/// Handlers never take the whole of it: `FromRef` lets each one take only the fields it uses
+/// (`State<Backends>`, `State<Cache>`, `State<Arc<Config>>`…), which is why every field has a
+/// type of its own. Only this module knows them all.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub backends: Backends,
@@ -47,22 +54,22 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Where joins, leaves, messages and job transitions are reported for the dashboard.
     pub activity: ActivityFeed,
-    /// The live dashboard: activity log, stats snapshot and SSE subscribers.
-    pub dashboard: crate::dashboard::Dashboard,
+    /// The live dashboard: activity journal, stats snapshot and SSE subscribers.
+    pub dashboard: Dashboard,
     /// The cache of `GET /rooms` and `GET /admin/stats` (Redis when configured, else in process).
-    pub cache: crate::cache::Cache,
+    pub cache: Cache,
     /// Background jobs: mention e-mails and their records (see [`crate::jobs`]).
-    pub jobs: crate::jobs::Jobs,
+    pub jobs: Jobs,
     /// The Argon2 hashing pool: K threads with one memory block each (see
     /// [`crate::auth::passwords`]).
-    pub passwords: Arc<crate::auth::passwords::HashPool>,
+    pub passwords: Arc<HashPool>,
     /// WebSockets per user, across every node (`CHAT_MAX_CONNECTIONS_PER_USER`).
-    pub connections: crate::connections::UserConnections,
+    pub connections: UserConnections,
     /// Open client sockets, and whether the process is near its open-file limit.
-    pub open_files: crate::server::OpenFiles,
+    pub open_files: OpenFiles,
     /// Restarts the background tasks that panic, and tells `/ready` about those that keep
     /// failing (see [`crate::supervisor`]).
-    pub supervisor: crate::supervisor::Supervisor,
+    pub supervisor: Supervisor,
 }
 // ANCHOR_END: app_state
 
@@ -73,7 +80,9 @@ pub struct App {
     /// The activity events recorded by the chat, for the dashboard's recorder task.
     activity_events: Option<mpsc::Receiver<Activity>>,
     /// The job workers, started by `serve`.
-    job_workers: Option<crate::jobs::Workers>,
+    job_workers: Option<Workers>,
+    /// The messages handed to the mention logic, which `serve` starts.
+    sent_messages: Option<SentMessages>,
     /// With Redis: the bootstrap's sentinel and its name, watched by `serve` (see [`recovery`]).
     sentinel: Option<(recovery::Sentinel, String)>,
 }
@@ -82,7 +91,7 @@ impl App {
     /// Connects the backends chosen by `config` and bootstraps the admin account and `general`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // Before anything can record: the recorder is process-wide and shared by every app.
-        crate::metrics::install();
+        metrics::install();
         let hub = Arc::new(Hub::new());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -100,7 +109,7 @@ impl App {
                 .await?
             }
         };
-        let cache = crate::cache::Cache::from_config(&config).await?;
+        let cache = Cache::from_config(&config).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
             None => {
@@ -111,9 +120,9 @@ impl App {
             }
         };
         let connections = match &config.redis_url {
-            None => crate::connections::UserConnections::memory(config.max_connections_per_user),
+            None => UserConnections::memory(config.max_connections_per_user),
             Some(url) => {
-                crate::connections::UserConnections::redis(
+                UserConnections::redis(
                     url,
                     &config.redis_prefix,
                     config.max_connections_per_user,
@@ -124,19 +133,17 @@ impl App {
                 .await?
             }
         };
-        let open_files = crate::server::OpenFiles::measure(config.fd_reserve);
+        let open_files = OpenFiles::measure(config.fd_reserve);
         let (activity, activity_events) = ActivityFeed::channel();
-        let supervisor = crate::supervisor::Supervisor::new();
-        let dashboard =
-            crate::dashboard::Dashboard::build(&config, &tasks, shutdown.clone(), &supervisor)
-                .await?;
-        let (jobs, job_workers) =
-            crate::jobs::Jobs::build(&config, activity.clone(), &tasks, shutdown.clone()).await?;
+        let supervisor = Supervisor::new();
+        let dashboard = Dashboard::build(&config, &tasks, shutdown.clone(), &supervisor).await?;
+        let (jobs, job_workers, sent_messages) =
+            Jobs::build(&config, activity.clone(), &tasks, shutdown.clone()).await?;
         let state = AppState {
             activity,
             dashboard,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl())),
-            passwords: Arc::new(crate::auth::passwords::HashPool::new(config.hash_wait())),
+            passwords: Arc::new(HashPool::new(config.hash_wait())),
             origins: Arc::new(OriginPolicy::from_config(config.allowed_origins.as_deref())),
             config: Arc::new(config),
             backends,
@@ -149,7 +156,7 @@ impl App {
             tasks,
             supervisor,
         };
-        let admin_password = bootstrap(&state).await?;
+        let admin_password = bootstrap(&state.backends, &state.passwords, &state.config).await?;
         let sentinel = match &state.config.redis_url {
             None => None,
             Some(url) => {
@@ -163,6 +170,7 @@ impl App {
             admin_password,
             activity_events: Some(activity_events),
             job_workers: Some(job_workers),
+            sent_messages: Some(sent_messages),
             sentinel,
         })
     }
@@ -172,6 +180,7 @@ impl App {
         self.admin_password.as_deref()
     }
 
+    /// Every handle of the server (tests reach the supervisor, the dashboard, the jobs…).
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -188,33 +197,54 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state;
+        let (tasks, supervisor) = (&state.tasks, &state.supervisor);
+        let grace = state.config.shutdown_grace();
         if let Some(events) = self.activity_events {
-            crate::dashboard::spawn_workers(&state, events);
+            let sources = dashboard::stats::Sources {
+                dashboard: state.dashboard.clone(),
+                backends: state.backends.clone(),
+                jobs: state.jobs.clone(),
+            };
+            dashboard::spawn_workers(sources, events, tasks, supervisor, state.shutdown.clone());
+        }
+        if let Some(messages) = self.sent_messages {
+            let handles = Mentions {
+                backends: state.backends.clone(),
+                jobs: state.jobs.clone(),
+            };
+            mentions::spawn(handles, messages, tasks, supervisor, state.shutdown.clone());
         }
         if let Some(workers) = self.job_workers {
-            workers.start(&state);
+            workers.start(
+                &state.jobs,
+                tasks,
+                supervisor,
+                state.shutdown.clone(),
+                grace,
+            );
         }
         if let Some((sentinel, name)) = self.sentinel {
             let every = state.config.bootstrap_check();
             let seen = Arc::new(std::sync::Mutex::new(name));
-            let (watched, supervisor) = (state.clone(), state.supervisor.clone());
-            let shutdown = state.shutdown.clone();
-            state.tasks.spawn(async move {
-                supervisor
-                    .run(recovery::TASK, shutdown, move || {
-                        let (state, sentinel) = (watched.clone(), sentinel.clone());
-                        recovery::watch(state, sentinel, seen.clone(), every)
-                    })
-                    .await;
+            let watched = recovery::Watched {
+                backends: state.backends.clone(),
+                passwords: state.passwords.clone(),
+                config: state.config.clone(),
+                cache: state.cache.clone(),
+                hub: state.hub.clone(),
+                shutdown: state.shutdown.clone(),
+            };
+            supervisor.spawn(tasks, recovery::TASK, state.shutdown.clone(), move || {
+                let (watched, sentinel) = (watched.clone(), sentinel.clone());
+                recovery::watch(watched, sentinel, seen.clone(), every)
             });
         }
+        metrics::spawn_upkeep(tasks, supervisor, state.shutdown.clone());
         let token = state.shutdown.clone();
-        let grace = state.config.shutdown_grace();
         let router = router(state.clone());
-        crate::metrics::spawn_upkeep(&state);
         let stop = async move {
             shutdown.await;
-            tracing::info!("shutting down: closing connections");
+            tracing::info!("apagando: se cierran las conexiones");
             token.cancel();
         };
         let limits = crate::server::EdgeLimits {
@@ -235,7 +265,7 @@ impl App {
             state.tasks.wait().await;
         };
         if tokio::time::timeout(grace, finished).await.is_err() {
-            tracing::warn!("some connections did not close within {grace:?}");
+            tracing::warn!("algunas conexiones no se cerraron en {grace:?}");
         }
         Ok(())
     }
@@ -245,21 +275,23 @@ impl App {
 /// Creates `general` and the admin account when they do not exist yet. Returns the admin
 /// password when it had to be generated. Idempotent, so that [`recovery`] may run it again on a
 /// Redis that came back empty, on several nodes at once.
-async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
+async fn bootstrap(
+    backends: &Backends,
+    passwords: &HashPool,
+    config: &Config,
+) -> anyhow::Result<Option<String>> {
     let general = Room {
         id: "general".into(),
         name: "General".into(),
         private: false,
         created_by: None,
     };
-    match state.backends.rooms.create_room(general).await {
+    match backends.rooms.create_room(general).await {
         Ok(()) | Err(backend::StoreError::Conflict(_)) => {}
         Err(error) => return Err(error.into()),
     }
-    let config = &state.config;
     let username = Username::parse(&config.admin_username)?;
-    if state
-        .backends
+    if backends
         .users
         .user_by_name(username.as_str())
         .await?
@@ -276,7 +308,8 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
     };
     let email = Email::parse(&config.admin_email)?;
     match auth::routes::create_user(
-        state,
+        backends,
+        passwords,
         username,
         Password::parse(&password)?,
         email,
@@ -294,22 +327,23 @@ async fn bootstrap(state: &AppState) -> anyhow::Result<Option<String>> {
 
 // ANCHOR: router
 /// Every route, with tracing, the body limit and JSON answers for unknown routes and methods.
+/// Each module's router is generic over the state: it names the handles its handlers take, and
+/// `AppState` provides them all.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+        .merge(health::router())
         .merge(auth::routes::router())
         .merge(rooms::routes::router())
         .merge(ws::router())
         .merge(web::router())
-        .merge(crate::dashboard::router())
-        .merge(crate::metrics::router())
-        .merge(crate::jobs::router())
-        .merge(crate::openapi::router())
+        .merge(dashboard::router())
+        .merge(metrics::router())
+        .merge(jobs::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("ruta no encontrada".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
@@ -326,80 +360,3 @@ fn request_span(request: &Request) -> tracing::Span {
     tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), route)
 }
 // ANCHOR_END: request_span
-
-/// `/health`: 200 while the process serves (liveness; it checks no backend on purpose).
-#[utoipa::path(
-    get, path = "/health", tag = "operaciones",
-    summary = "Vida del proceso",
-    description = "Vida del proceso: responde 200 mientras el servidor atiende peticiones. No comprueba los backends (para eso está `/ready`).",
-    responses((status = 200, description = "El proceso está vivo", body = crate::openapi::Health)),
-)]
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// `/ready`: 200 when every backend answers and every supervised task works, else 503 naming
-/// what failed (while a supervised task keeps failing, `checks.tasks` is `down`, and `tasks` at
-/// the top names each such task with its reason).
-#[utoipa::path(
-    get, path = "/ready", tag = "operaciones",
-    summary = "Preparación de los backends",
-    description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden y todas las tareas de fondo funcionan; si no, 503 con `\"status\":\"degraded\"` y lo que falló en `checks` (`tasks` es `down` mientras una tarea de fondo falla una y otra vez; entonces `tasks` nombra cada una con el motivo).",
-    responses(
-        (status = 200, description = "Todos los backends responden", body = crate::openapi::Readiness),
-        (status = 503, description = "Algún backend no responde o alguna tarea no funciona", body = crate::openapi::Readiness),
-    ),
-)]
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    // Every check runs at once, each bounded by `CHECK_TIMEOUT`: a frozen backend (a stopped
-    // Redis keeps its sockets open and answers nothing) makes its check `down` in 1 s, never
-    // makes `/ready` hang, and never delays the verdict on the others.
-    let backend = async {
-        match &state.backends.health {
-            None => ("memory", true),
-            Some(check) => (check.name(), probe(check.name(), check.check()).await),
-        }
-    };
-    let queue = async { ("queue", probe("queue", state.jobs.check()).await) };
-    let (backend, queue) = tokio::join!(backend, queue);
-    // The supervisor's record: no I/O, answered at once.
-    let failing = state.supervisor.problems();
-    let tasks = ("tasks", failing.is_empty());
-    let mut checks = serde_json::Map::new();
-    for (name, up) in [backend, queue, tasks] {
-        checks.insert(name.into(), Value::from(if up { "ok" } else { "down" }));
-    }
-    if backend.1 && queue.1 && tasks.1 {
-        return (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "checks": checks })),
-        );
-    }
-    let mut body = json!({ "status": "degraded", "checks": checks });
-    if !failing.is_empty() {
-        let reasons: serde_json::Map<String, Value> = failing
-            .into_iter()
-            .map(|(name, reason)| (name.to_owned(), Value::from(reason)))
-            .collect();
-        body["tasks"] = Value::Object(reasons);
-    }
-    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-}
-
-/// How long one readiness check may take before it counts as `down` (the contract's 1 s).
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Runs one readiness check within [`CHECK_TIMEOUT`]; `true` when it answered in time.
-async fn probe(name: &str, check: impl Future<Output = backend::StoreResult<()>>) -> bool {
-    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, check = name, "readiness check failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(check = name, "readiness check took over {CHECK_TIMEOUT:?}");
-            false
-        }
-    }
-}

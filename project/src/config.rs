@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::domain::{Email, Password, Username};
+use crate::jobs::config::JobsConfig;
 
 /// How many messages each room keeps unless configured (`CHAT_HISTORY_LIMIT`).
 pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
@@ -23,6 +24,48 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
 /// The longest a setting in seconds may be (a year): beyond it a deadline computed from "now"
 /// could overflow, and no timeout of the chat needs more.
 pub const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// The longest TTL the contract allows.
+pub const MAX_TTL: Duration = Duration::from_secs(5);
+/// TTL of `GET /rooms` by default (`CHAT_CACHE_ROOMS_TTL_MS`).
+pub const ROOMS_TTL: Duration = Duration::from_secs(5);
+/// TTL of `GET /admin/stats` by default (`CHAT_CACHE_STATS_TTL_MS`): shorter, since its counts
+/// move every second.
+pub const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// The cache's settings (flags and environment variables, flattened into [`Config`]), read by
+/// the cache (`cache/`). Their doc comments are Spanish: they are `chat --help`'s text.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheConfig {
+    /// Vida en caché de una respuesta de `GET /rooms`, en ms (de 1 a 5000, el límite del
+    /// contrato); crear una sala, invitar o quitar a alguien la invalida antes.
+    #[arg(
+        long = "cache-rooms-ttl-ms",
+        env = "CHAT_CACHE_ROOMS_TTL_MS",
+        default_value_t = ROOMS_TTL.as_millis() as u64
+    )]
+    pub rooms_ttl_ms: u64,
+
+    /// Vida en caché de una respuesta de `GET /admin/stats`, en ms (de 1 a 5000).
+    #[arg(
+        long = "cache-stats-ttl-ms",
+        env = "CHAT_CACHE_STATS_TTL_MS",
+        default_value_t = STATS_TTL.as_millis() as u64
+    )]
+    pub stats_ttl_ms: u64,
+}
+
+impl CacheConfig {
+    /// How long a `GET /rooms` answer stays cached.
+    pub fn rooms_ttl(&self) -> Duration {
+        Duration::from_millis(self.rooms_ttl_ms)
+    }
+
+    /// How long a `GET /admin/stats` answer stays cached.
+    pub fn stats_ttl(&self) -> Duration {
+        Duration::from_millis(self.stats_ttl_ms)
+    }
+}
 
 /// The help page: clap's layout with Spanish headings.
 const HELP_TEMPLATE: &str = "\
@@ -151,14 +194,13 @@ pub struct Config {
     pub history_limit: usize,
 
     /// Background jobs: mention e-mails (SMTP or outbox), retries, the periodic sweep. They live
-    /// beside the code that uses them, in [`crate::jobs::JobsConfig`].
+    /// beside the code that uses them, in [`JobsConfig`] (a leaf of `jobs` that imports nothing).
     #[command(flatten)]
-    pub jobs: crate::jobs::JobsConfig,
+    pub jobs: JobsConfig,
 
-    /// The TTLs of the cache of `GET /rooms` and `GET /admin/stats`, in
-    /// [`crate::cache::CacheConfig`].
+    /// The TTLs of the cache of `GET /rooms` and `GET /admin/stats`: [`CacheConfig`].
     #[command(flatten)]
-    pub cache: crate::cache::CacheConfig,
+    pub cache: CacheConfig,
 
     /// Muestra esta ayuda (-h la resume).
     #[arg(short = 'h', long, action = ArgAction::Help, help_heading = "Ayuda")]
@@ -410,7 +452,7 @@ impl Config {
     }
 
     fn check_cache(&self) -> Result<(), ConfigError> {
-        let max = crate::cache::MAX_TTL.as_millis() as u64;
+        let max = MAX_TTL.as_millis() as u64;
         for (setting, ttl) in [
             ("CHAT_CACHE_ROOMS_TTL_MS", self.cache.rooms_ttl_ms),
             ("CHAT_CACHE_STATS_TTL_MS", self.cache.stats_ttl_ms),

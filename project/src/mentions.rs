@@ -15,12 +15,15 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::app::AppState;
-use crate::backend::{Audience, RoomEvent, StoreError};
-use crate::domain::{Room, RoomId};
+use crate::backend::{Audience, Backends, RoomEvent, StoreError};
+use crate::domain::Room;
+use crate::jobs::Jobs;
 use crate::jobs::email::Mention;
+pub use crate::jobs::{SentMessage, SentMessages};
+use crate::supervisor::Supervisor;
 
 /// Most distinct users one message can notify: a message naming hundreds of users must not
 /// turn into hundreds of lookups and e-mails.
@@ -31,15 +34,14 @@ const CONCURRENCY: usize = 8;
 pub const TASK: &str = "menciones";
 
 /// The queue of sent messages, shared so that a restarted [`run`] drains the same one.
-pub type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<SentMessage>>>;
+pub type Queue = Arc<tokio::sync::Mutex<SentMessages>>;
 
-/// A stored message, as the mention logic needs it.
-#[derive(Debug, Clone)]
-pub struct SentMessage {
-    pub room: RoomId,
-    pub message_id: u64,
-    pub author: String,
-    pub text: String,
+/// What the mention logic uses: the backends (rooms, presence, users, fan-out) and the jobs (to
+/// queue e-mails). Cheap to clone.
+#[derive(Clone)]
+pub struct Mentions {
+    pub backends: Backends,
+    pub jobs: Jobs,
 }
 
 /// The usernames mentioned in `text`, lowercased, without repeats, in order of appearance, at
@@ -82,20 +84,35 @@ struct Notification<'a> {
     from: &'a str,
 }
 
+/// Starts [`run`] on `tasks` under `supervisor`, until `shutdown`: a run that panics is
+/// replaced by one that drains the same `messages`.
+pub fn spawn(
+    mentions: Mentions,
+    messages: SentMessages,
+    tasks: &TaskTracker,
+    supervisor: &Supervisor,
+    shutdown: CancellationToken,
+) {
+    let messages: Queue = Arc::new(tokio::sync::Mutex::new(messages));
+    let stop = shutdown.clone();
+    supervisor.spawn(tasks, TASK, shutdown, move || {
+        run(mentions.clone(), messages.clone(), stop.clone())
+    });
+}
+
 /// Processes the queued messages until the server shuts down (or the queue closes, which
 /// happens only once the whole server is gone).
-pub async fn run(state: AppState, messages: Queue) {
-    let shutdown = state.shutdown.clone();
-    let state = Arc::new(state);
+pub async fn run(mentions: Mentions, messages: Queue, shutdown: CancellationToken) {
+    let handles = Arc::new(mentions);
     // One run at a time holds the queue; a panic releases it for the next.
     let messages = messages.lock_owned().await;
     let work = futures_util::stream::unfold(messages, |mut messages| async move {
         messages.recv().await.map(|message| (message, messages))
     })
     .for_each_concurrent(CONCURRENCY, |message| {
-        let state = state.clone();
+        let handles = handles.clone();
         async move {
-            if let Err(error) = notify(&state, &message).await {
+            if let Err(error) = notify(&handles, &message).await {
                 tracing::warn!(%error, room = %message.room, message_id = message.message_id,
                     "no se pudieron procesar las menciones de un mensaje");
             }
@@ -108,9 +125,9 @@ pub async fn run(state: AppState, messages: Queue) {
 }
 
 /// Notifies everyone `message` mentions: a frame if they are connected, else an e-mail job.
-async fn notify(state: &AppState, message: &SentMessage) -> Result<(), StoreError> {
+async fn notify(handles: &Mentions, message: &SentMessage) -> Result<(), StoreError> {
     let names = parse(&message.text);
-    let backends = &state.backends;
+    let backends = &handles.backends;
     let Some(room) = backends.rooms.room(&message.room).await? else {
         return Ok(());
     };
@@ -121,14 +138,14 @@ async fn notify(state: &AppState, message: &SentMessage) -> Result<(), StoreErro
             continue;
         }
         if backends.presence.is_connected(name).await? {
-            publish_notification(state, message, name).await?;
+            publish_notification(handles, message, name).await?;
             continue;
         }
         let Some(user) = backends.users.user_by_name(name).await? else {
             continue;
         };
         let mention = mention_email(&room, message, name, &user.user.email);
-        if let Err(error) = state.jobs.queue_mention_email(mention).await {
+        if let Err(error) = handles.jobs.queue_mention_email(mention).await {
             tracing::warn!(%error, user = %name, "no se pudo encolar el e-mail de una mención");
         }
     }
@@ -137,7 +154,7 @@ async fn notify(state: &AppState, message: &SentMessage) -> Result<(), StoreErro
 
 /// Sends the `notification` frame to every live connection of `user`, on any node.
 async fn publish_notification(
-    state: &AppState,
+    handles: &Mentions,
     message: &SentMessage,
     user: &str,
 ) -> Result<(), StoreError> {
@@ -156,7 +173,7 @@ async fn publish_notification(
         audience: Audience::User(user.to_owned()),
         frame: frame.into(),
     };
-    state.backends.fanout.publish(event).await
+    handles.backends.fanout.publish(event).await
 }
 
 /// What the e-mail job needs. A private room's text never leaves this function: the job (and

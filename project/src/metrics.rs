@@ -21,7 +21,10 @@ use axum::routing::get;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::app::AppState;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::supervisor::Supervisor;
 
 /// Gauge: open WebSocket connections on this node.
 pub const CONNECTIONS: &str = "chat_connections";
@@ -126,7 +129,7 @@ fn describe_and_register() {
 }
 
 /// `GET /metrics`.
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/metrics", get(render))
 }
 
@@ -188,28 +191,27 @@ pub fn message_stored() {
     counter!(MESSAGES_TOTAL).increment(1);
 }
 
-/// Starts the tracked task that drains histogram samples every few seconds until shutdown.
-/// Without it, samples of an unscraped histogram would pile up in memory.
-pub fn spawn_upkeep(state: &AppState) {
+/// The upkeep task's name for the supervisor and `/ready`.
+pub const UPKEEP_TASK: &str = "mantenimiento de métricas";
+
+/// Starts the task that drains histogram samples every few seconds until `shutdown`, on
+/// `tasks` under `supervisor`. Without it, samples of an unscraped histogram would pile up in
+/// memory.
+pub fn spawn_upkeep(tasks: &TaskTracker, supervisor: &Supervisor, shutdown: CancellationToken) {
     let handle = install();
-    let shutdown = state.shutdown.clone();
     let stop = shutdown.clone();
-    state.tasks.spawn(crate::supervisor::supervise(
-        "mantenimiento de métricas",
-        shutdown,
-        move || {
-            let shutdown = stop.clone();
-            async move {
-                let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = ticks.tick() => handle.run_upkeep(),
-                    }
+    supervisor.spawn(tasks, UPKEEP_TASK, shutdown, move || {
+        let shutdown = stop.clone();
+        async move {
+            let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticks.tick() => handle.run_upkeep(),
                 }
             }
-        },
-    ));
+        }
+    });
 }
 
 #[cfg(test)]

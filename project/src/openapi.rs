@@ -19,7 +19,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::app::AppState;
 use crate::domain::ChatMessage;
 use crate::error::ApiError;
 
@@ -36,8 +35,8 @@ pub const DOCS_PATH: &str = "/docs";
         description = "API REST del chat en tiempo real (proyecto final de la semana 10). Los frames del WebSocket `/ws` y el flujo SSE `/dashboard/events` no caben en OpenAPI: están en `PROTOCOL.md`. Para probar las rutas protegidas, inicia sesión con `POST /auth/login` y pega el `access_token` en «Authorize».",
     ),
     paths(
-        crate::app::health,
-        crate::app::ready,
+        crate::health::health,
+        crate::health::ready,
         metrics_doc,
         crate::auth::routes::register,
         crate::auth::routes::login,
@@ -106,12 +105,15 @@ pub struct Health {
 /// `GET /ready`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(
-    description = "`status` es `ok` o `degraded`; `checks` dice, por backend (`memory`, `redis`, `queue`…), `ok` o `down`",
-    example = json!({"status": "ok", "checks": {"redis": "ok", "queue": "ok"}})
+    description = "`status` es `ok` o `degraded`; `checks` dice, por backend (`memory`, `redis`, `queue`…) y para las tareas de fondo (`tasks`), `ok` o `down`; mientras alguna tarea falla una y otra vez, `tasks` nombra cada una con el motivo",
+    example = json!({"status": "ok", "checks": {"redis": "ok", "queue": "ok", "tasks": "ok"}})
 )]
 pub struct Readiness {
     pub status: String,
     pub checks: std::collections::BTreeMap<String, String>,
+    /// Each supervised task that keeps failing, with its reason; absent while all work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `GET /rooms/{id}/messages`. The handler splices the stored frames into the body instead of
@@ -205,13 +207,13 @@ pub struct JobDoc {
 }
 
 /// `GET /openapi.json` and Swagger UI under `/docs`, every file served from the binary.
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let config = Config::new([OPENAPI_PATH])
         // The default validator badge would load an image from validator.swagger.io.
         .validator_url("none")
         // A pasted token survives a reload of the page.
         .persist_authorization(true);
-    let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH)
+    let docs: Router<S> = SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())
         .config(config)
         .into();

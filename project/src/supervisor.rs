@@ -5,9 +5,10 @@
 //! events. [`Supervisor::run`] runs a task and, whenever it panics or ends before shutdown,
 //! logs it as an error and starts it again after a wait that grows with each failure in a row.
 //!
-//! Each server has one [`Supervisor`] (in [`crate::app::AppState`]) that remembers how its tasks
-//! are doing: a task that failed [`FAILURES_NOT_READY`] times in a row without a steady run in
-//! between makes `/ready` answer 503 naming it, until a run of it lasts a few seconds.
+//! Each server has one [`Supervisor`], handed to every module that starts tasks, that remembers
+//! how its tasks are doing: a task that failed [`FAILURES_NOT_READY`] times in a row without a
+//! steady run in between makes `/ready` answer 503 naming it, until a run of it lasts a few
+//! seconds.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The wait before the first restart; it doubles after each failure in a row, up to
 /// [`MAX_BACKOFF`], so a task that fails at once every time does not spin.
@@ -80,6 +82,29 @@ impl Supervisor {
         F: FnMut() -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.register(name);
+        run_supervised(self, name, shutdown, start).await;
+    }
+
+    /// Spawns [`Supervisor::run`] on `tasks`, so that shutdown waits for the supervised task.
+    /// The task is known (to [`Supervisor::task_names`] and `/ready`) as soon as this returns.
+    pub(crate) fn spawn<F, Fut>(
+        &self,
+        tasks: &TaskTracker,
+        name: &'static str,
+        shutdown: CancellationToken,
+        start: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.register(name);
+        let supervisor = self.clone();
+        tasks.spawn(async move { run_supervised(&supervisor, name, shutdown, start).await });
+    }
+
+    /// Starts keeping the record of `name`, with no failure yet.
+    fn register(&self, name: &'static str) {
         lock(&self.inner.tasks).insert(
             name,
             TaskState {
@@ -87,7 +112,6 @@ impl Supervisor {
                 restarts: 0,
             },
         );
-        run_supervised(self, name, shutdown, start).await;
     }
 
     /// The tasks that keep `/ready` from answering 200, with the reason, by name.

@@ -15,8 +15,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::AppState;
-use crate::backend::StoreResult;
+use crate::auth::passwords::HashPool;
+use crate::backend::{Backends, StoreResult};
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::ws::hub::Hub;
 
 /// The most one sentinel command may take (the connection has its own, shorter, limits).
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,12 +75,24 @@ async fn bounded<T>(call: impl Future<Output = redis::RedisResult<T>>) -> anyhow
     Ok(tokio::time::timeout(CALL_TIMEOUT, call).await??)
 }
 
+/// What the watcher uses: the bootstrap's handles, the cache and the hub it refreshes after a
+/// repair, and the server's shutdown. Cheap to clone, so a restarted watcher gets its own.
+#[derive(Clone)]
+pub(super) struct Watched {
+    pub backends: Backends,
+    pub passwords: Arc<HashPool>,
+    pub config: Arc<Config>,
+    pub cache: Cache,
+    pub hub: Arc<Hub>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
 /// Checks the sentinel every `every` until shutdown; `seen` is the name this node bootstrapped
 /// under, shared with the watcher that replaces this one if it panics (so a restart alone does
 /// not resync anyone). Never fails: a Redis that does not answer is `/ready`'s business, and is
 /// checked again on the next round.
 pub(super) async fn watch(
-    state: AppState,
+    state: Watched,
     sentinel: Sentinel,
     seen: Arc<Mutex<String>>,
     every: Duration,
@@ -114,12 +129,16 @@ pub(super) async fn watch(
 }
 
 /// The sentinel's name, after bootstrapping again if it was gone.
-async fn check(state: &AppState, sentinel: &Sentinel) -> anyhow::Result<String> {
+async fn check(state: &Watched, sentinel: &Sentinel) -> anyhow::Result<String> {
     if let Some(name) = sentinel.read().await? {
         return Ok(name);
     }
     tracing::warn!("Redis no tiene la marca de inicialización: se crean de nuevo admin y general");
-    let generated = tokio::time::timeout(BOOTSTRAP_TIMEOUT, super::bootstrap(state)).await??;
+    let generated = tokio::time::timeout(
+        BOOTSTRAP_TIMEOUT,
+        super::bootstrap(&state.backends, &state.passwords, &state.config),
+    )
+    .await??;
     if let Some(password) = generated {
         // The only chance to learn it, as at start-up (see `main`).
         tracing::warn!(

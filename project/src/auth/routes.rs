@@ -1,21 +1,30 @@
 //! `/auth/register`, `/auth/login`, `/auth/me`.
 
-use axum::extract::State;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use std::time::Duration;
-
 use super::AuthUser;
-use super::passwords::HashError;
-use crate::app::AppState;
+use super::passwords::{HashError, HashPool};
+use super::tokens::Tokens;
+use crate::backend::Backends;
 use crate::domain::{Email, Password, Role, User, UserRecord, Username};
 use crate::error::{ApiError, extract};
 
-pub fn router() -> Router<AppState> {
+/// `/auth/register`, `/auth/login` and `/auth/me`, on any state that holds the handles they use.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Backends: FromRef<S>,
+    Arc<HashPool>: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+{
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
@@ -47,27 +56,36 @@ struct RegisterRequest {
     ),
 )]
 async fn register(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
+    State(passwords): State<Arc<HashPool>>,
     extract::Json(request): extract::Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let username = Username::parse(&request.username)?;
     let password = Password::parse(&request.password)?;
     let email = Email::parse(&request.email)?;
-    let user = create_user(&state, username, password, email, Role::Member).await?;
+    let user = create_user(
+        &backends,
+        &passwords,
+        username,
+        password,
+        email,
+        Role::Member,
+    )
+    .await?;
     tracing::info!(user = %user.username, "usuario registrado");
     Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// Hashes the password and stores the account. Used by `register` and the admin bootstrap.
 pub async fn create_user(
-    state: &AppState,
+    backends: &Backends,
+    passwords: &HashPool,
     username: Username,
     password: Password,
     email: Email,
     role: Role,
 ) -> Result<User, ApiError> {
-    let password_hash = state
-        .passwords
+    let password_hash = passwords
         .hash(password.as_str().to_owned())
         .await
         .map_err(hash_error)?;
@@ -81,7 +99,7 @@ pub async fn create_user(
         user: user.clone(),
         password_hash,
     };
-    state.backends.users.create_user(record).await?;
+    backends.users.create_user(record).await?;
     Ok(user)
 }
 
@@ -134,23 +152,25 @@ struct TokenResponse {
     ),
 )]
 async fn login(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
+    State(passwords): State<Arc<HashPool>>,
+    State(tokens): State<Arc<Tokens>>,
     extract::Json(request): extract::Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     // The limiter counts any username, known or not, so it cannot be used to probe accounts.
     // Keys are bounded in length so a client cannot make us store huge keys.
     let limiter_key: String = request.username.to_lowercase().chars().take(64).collect();
     // The attempt is counted here, before the password is checked: see `LoginLimiter`.
-    let limiter = &state.backends.login_limiter;
+    let limiter = &backends.login_limiter;
     if let Some(wait) = limiter.attempt(&limiter_key).await? {
         return Err(ApiError::RateLimited(wait));
     }
     let record = match Username::parse(&request.username) {
-        Ok(username) => state.backends.users.user_by_name(username.as_str()).await?,
+        Ok(username) => backends.users.user_by_name(username.as_str()).await?,
         Err(_) => None,
     };
     let stored_hash = record.as_ref().map(|record| record.password_hash.clone());
-    let valid = match state.passwords.verify(request.password, stored_hash).await {
+    let valid = match passwords.verify(request.password, stored_hash).await {
         Ok(valid) => valid,
         Err(error) => {
             // Never checked, so neither a failure nor a success: give the attempt back.
@@ -165,14 +185,13 @@ async fn login(
         ));
     };
     limiter.reset(&limiter_key).await?;
-    let token = state
-        .tokens
+    let token = tokens
         .issue(&record.user.username, record.user.role)
         .map_err(|error| ApiError::Unavailable(error.to_string()))?;
     Ok(Json(TokenResponse {
         access_token: token,
         token_type: "bearer",
-        expires_in: state.tokens.ttl().as_secs(),
+        expires_in: tokens.ttl().as_secs(),
     }))
 }
 
@@ -186,8 +205,8 @@ async fn login(
         (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
     ),
 )]
-async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<User>, ApiError> {
-    let record = state.backends.users.user_by_name(&caller.username).await?;
+async fn me(State(backends): State<Backends>, caller: AuthUser) -> Result<Json<User>, ApiError> {
+    let record = backends.users.user_by_name(&caller.username).await?;
     record
         .map(|record| Json(record.user))
         .ok_or_else(ApiError::bad_token)

@@ -69,45 +69,8 @@ use crate::metrics::{CACHE_HITS_TOTAL, CACHE_MISSES_TOTAL};
 use memory::MemoryCache;
 use redis::RedisCache;
 
-/// The longest TTL the contract allows.
-pub const MAX_TTL: Duration = Duration::from_secs(5);
-/// TTL of `GET /rooms` by default (`CHAT_CACHE_ROOMS_TTL_MS`).
-pub const ROOMS_TTL: Duration = Duration::from_secs(5);
-/// TTL of `GET /admin/stats` by default (`CHAT_CACHE_STATS_TTL_MS`): shorter, since its counts
-/// move every second.
-pub const STATS_TTL: Duration = Duration::from_secs(2);
-
-/// The cache's settings (flags and environment variables, flattened into [`Config`]). Their
-/// doc comments are Spanish: they are `chat --help`'s text.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CacheConfig {
-    /// Vida en caché de una respuesta de `GET /rooms`, en ms (de 1 a 5000, el límite del
-    /// contrato); crear una sala, invitar o quitar a alguien la invalida antes.
-    #[arg(
-        long = "cache-rooms-ttl-ms",
-        env = "CHAT_CACHE_ROOMS_TTL_MS",
-        default_value_t = ROOMS_TTL.as_millis() as u64
-    )]
-    pub rooms_ttl_ms: u64,
-
-    /// Vida en caché de una respuesta de `GET /admin/stats`, en ms (de 1 a 5000).
-    #[arg(
-        long = "cache-stats-ttl-ms",
-        env = "CHAT_CACHE_STATS_TTL_MS",
-        default_value_t = STATS_TTL.as_millis() as u64
-    )]
-    pub stats_ttl_ms: u64,
-}
-
-impl CacheConfig {
-    pub fn rooms_ttl(&self) -> Duration {
-        Duration::from_millis(self.rooms_ttl_ms)
-    }
-
-    pub fn stats_ttl(&self) -> Duration {
-        Duration::from_millis(self.stats_ttl_ms)
-    }
-}
+/// The cache's settings and TTLs live in [`crate::config`], which must not depend on the cache.
+pub use crate::config::{CacheConfig, MAX_TTL, ROOMS_TTL, STATS_TTL};
 
 /// The response header that tells whether an answer came from the cache.
 pub const X_CACHE: &str = "x-cache";
@@ -158,7 +121,7 @@ enum Store {
     Redis(RedisCache),
 }
 
-/// The cache handle in [`AppState`](crate::AppState). Cheap to clone.
+/// The cache handle, one per server (handlers take it as `State<Cache>`). Cheap to clone.
 #[derive(Clone)]
 pub struct Cache {
     store: Arc<Store>,

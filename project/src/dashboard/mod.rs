@@ -1,21 +1,23 @@
 //! The live dashboard: activity events, the per-second stats snapshot, and the SSE stream.
 //!
-//! - [`activity`]: what the chat reports (joins, leaves, messages, job transitions).
-//! - [`log`]: numbers and keeps the events (in process, or in Redis via [`redis_log`] so that a
-//!   cluster shares one sequence), and announces them on the node's live channel.
+//! - [`crate::events`]: what the chat reports (joins, leaves, messages, job transitions); a leaf,
+//!   so that the modules that report (the connections, the jobs) need not import the dashboard.
+//! - [`journal`]: numbers and keeps the events (in process, or in Redis via [`redis_journal`] so
+//!   that a cluster shares one sequence), and announces them on the node's live channel.
 //! - [`stats`]: the snapshot, computed once per second per node for every dashboard, and only
 //!   while a dashboard watches.
 //! - [`sse`]: `GET /dashboard/events`; `GET /dashboard` is the page that reads it.
 //!
 //! The chat never waits for the dashboard: the hot paths only `try_send` into a bounded queue
-//! ([`activity::ActivityFeed`]), and one recorder task per node stores what it drains.
+//! ([`ActivityFeed`](crate::events::ActivityFeed)), and one recorder task per node stores what
+//! it drains.
 //!
 //! The recorder, the stats task and (with Redis) the activity listener run under the server's
 //! [`Supervisor`]: one that panics is started again on the same queue and feeds.
 
 pub mod activity;
-pub mod log;
-pub mod redis_log;
+pub mod journal;
+pub mod redis_journal;
 pub mod sse;
 pub mod stats;
 
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -32,14 +34,16 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::activity::Activity;
-use self::log::{ActivityLog, LiveFeed, MemoryActivityLog};
-use self::stats::{Latest, RateWindow};
-use crate::app::AppState;
-use crate::auth::AuthUser;
-use crate::backend::StoreError;
+use self::journal::{ActivityLog, LiveFeed, MemoryActivityLog};
+use self::stats::{Latest, RateWindow, Sources};
+use crate::auth::AdminUser;
+use crate::auth::tokens::Tokens;
+use crate::backend::{Backends, StoreError};
+use crate::cache::{Cache, Cached};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::events::Activity;
+use crate::jobs::Jobs;
 use crate::supervisor::Supervisor;
 
 /// Events the live channel holds for its slowest reader before that reader lags (and then
@@ -82,7 +86,8 @@ impl Dashboard {
             None => Arc::new(MemoryActivityLog::new(live.clone())),
             Some(url) => {
                 let prefix = &config.redis_prefix;
-                redis_log::connect(url, prefix, live.clone(), tasks, shutdown, supervisor).await?
+                redis_journal::connect(url, prefix, live.clone(), tasks, shutdown, supervisor)
+                    .await?
             }
         };
         Ok(Self {
@@ -135,45 +140,37 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Starts the node's dashboard tasks on `state.tasks`, under `state.supervisor`: the recorder
-/// that stores what the chat reports in `events`, and the stats task. Both stop when
-/// `state.shutdown` is cancelled. A recorder that panics is started again on the same queue
-/// (the batch it held is lost); a stats task, on a new subscription to the live feed (the
-/// messages of the restart's wait are not counted in `messages_per_min`).
-pub fn spawn_workers(state: &AppState, events: mpsc::Receiver<Activity>) {
-    let dashboard = &state.dashboard;
+/// Starts the node's dashboard tasks on `tasks`, under `supervisor`: the recorder that stores
+/// what the chat reports in `events`, and the stats task, which reads `sources`. Both stop when
+/// `shutdown` is cancelled. A recorder that panics is started again on the same queue (the
+/// batch it held is lost); a stats task, on a new subscription to the live feed (the messages
+/// of the restart's wait are not counted in `messages_per_min`).
+pub fn spawn_workers(
+    sources: Sources,
+    events: mpsc::Receiver<Activity>,
+    tasks: &TaskTracker,
+    supervisor: &Supervisor,
+    shutdown: CancellationToken,
+) {
+    let dashboard = &sources.dashboard;
     // Subscribe now, before anything is recorded, so the stats count every message.
     let mut live = Some(dashboard.live.subscribe());
     // Shared, so that a restarted recorder drains the same queue the chat fills.
     let events = Arc::new(tokio::sync::Mutex::new(events));
-    let (log, stop, supervisor) = (
-        dashboard.log.clone(),
-        state.shutdown.clone(),
-        state.supervisor.clone(),
-    );
-    let shutdown = state.shutdown.clone();
-    state.tasks.spawn(async move {
-        supervisor
-            .run(RECORD_TASK, shutdown, move || {
-                record(log.clone(), events.clone(), stop.clone())
-            })
-            .await;
+    let (log, stop) = (dashboard.log.clone(), shutdown.clone());
+    supervisor.spawn(tasks, RECORD_TASK, shutdown.clone(), move || {
+        record(log.clone(), events.clone(), stop.clone())
     });
-    let (stats_state, supervisor) = (state.clone(), state.supervisor.clone());
-    let shutdown = state.shutdown.clone();
-    state.tasks.spawn(async move {
-        supervisor
-            .run(STATS_TASK, shutdown, move || {
-                let state = stats_state.clone();
-                match live.take() {
-                    Some(live) => stats::run(state, live, stats::Start::First),
-                    None => {
-                        let live = state.dashboard.live.subscribe();
-                        stats::run(state, live, stats::Start::Again)
-                    }
-                }
-            })
-            .await;
+    let stop = shutdown.clone();
+    supervisor.spawn(tasks, STATS_TASK, shutdown, move || {
+        let sources = sources.clone();
+        match live.take() {
+            Some(live) => stats::run(sources, live, stats::Start::First, stop.clone()),
+            None => {
+                let live = sources.dashboard.live.subscribe();
+                stats::run(sources, live, stats::Start::Again, stop.clone())
+            }
+        }
     });
 }
 
@@ -209,8 +206,18 @@ const PAGE_HTML: &str = include_str!("page.html");
 const PAGE_JS: &str = include_str!("dashboard.js");
 const PAGE_CSS: &str = include_str!("dashboard.css");
 
-/// `/dashboard` (the page and its assets), `/dashboard/events` and `/admin/stats`.
-pub fn router() -> Router<AppState> {
+/// `/dashboard` (the page and its assets), `/dashboard/events` and `/admin/stats`, on any state
+/// that holds the handles they use.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Dashboard: FromRef<S>,
+    Backends: FromRef<S>,
+    Jobs: FromRef<S>,
+    Cache: FromRef<S>,
+    CancellationToken: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+{
     Router::new()
         .route(
             "/dashboard",
@@ -237,7 +244,7 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 /// `GET /admin/stats` (admin): the current snapshot, the `data` of a `stats` event, served
-/// through the cache (2 s by default, `X-Cache: HIT|MISS`). The role is checked before the
+/// through the cache (2 s by default, `X-Cache: HIT|MISS`). The role is checked ([`AdminUser`]) before the
 /// cache is asked, so a cached body never reaches a non-admin.
 #[utoipa::path(
     get, path = "/admin/stats", tag = "admin",
@@ -252,21 +259,24 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     ),
 )]
 pub async fn admin_stats(
-    State(state): State<AppState>,
-    user: AuthUser,
-) -> Result<crate::cache::Cached, ApiError> {
-    if !user.is_admin() {
-        return Err(ApiError::Forbidden(
-            "solo un administrador puede ver las estadísticas".into(),
-        ));
-    }
-    state.cache.admin_stats(|| stats_json(&state)).await
+    State(dashboard): State<Dashboard>,
+    State(backends): State<Backends>,
+    State(jobs): State<Jobs>,
+    State(cache): State<Cache>,
+    _admin: AdminUser,
+) -> Result<Cached, ApiError> {
+    let sources = Sources {
+        dashboard,
+        backends,
+        jobs,
+    };
+    cache.admin_stats(|| stats_json(&sources)).await
 }
 
 /// Builds the body of `GET /admin/stats`: a fresh snapshot as JSON. A plain function so that
 /// a cache can wrap it.
-pub async fn stats_json(state: &AppState) -> Result<serde_json::Value, ApiError> {
-    let stats = stats::snapshot(state).await?;
+pub async fn stats_json(sources: &Sources) -> Result<serde_json::Value, ApiError> {
+    let stats = stats::snapshot(sources).await?;
     serde_json::to_value(stats)
         .map_err(|error| ApiError::Unavailable(format!("estadísticas no serializables: {error}")))
 }

@@ -11,80 +11,38 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
-use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::Dashboard;
-use super::log::{Backlog, StoredActivity};
-use crate::app::AppState;
-use crate::auth::AuthUser;
+use super::journal::{Backlog, StoredActivity};
+use crate::auth::StreamAdmin;
 use crate::backend::StoreError;
 use crate::error::ApiError;
-
-/// The optional `?token=` of the dashboard (an `EventSource` cannot send headers).
-#[derive(Debug, Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
-/// The admin behind a request: `Authorization: Bearer` or `?token=` (401 without a valid
-/// token, 403 for a member). The token is never logged: request spans carry the path only.
-pub fn admin_from(
-    state: &AppState,
-    headers: &HeaderMap,
-    query_token: Option<&str>,
-) -> Result<AuthUser, ApiError> {
-    let header_token = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let user = header_token
-        .or(query_token)
-        .and_then(|token| state.tokens.verify(token))
-        .ok_or_else(ApiError::bad_token)?;
-    if !user.is_admin() {
-        return Err(ApiError::Forbidden(
-            "solo un administrador puede ver el panel".into(),
-        ));
-    }
-    Ok(user)
-}
 
 // ANCHOR: sse_events
 /// Opens the stream: replays what a `Last-Event-ID` missed, then live events, a `stats` event
 /// every second and a keep-alive comment on its own timer.
+///
+/// Only for admins: the token comes as `Authorization: Bearer` or, since an `EventSource`
+/// cannot send headers, as `?token=` ([`StreamAdmin`]).
 pub async fn events(
-    State(state): State<AppState>,
+    State(dashboard): State<Dashboard>,
+    State(shutdown): State<CancellationToken>,
+    _admin: StreamAdmin,
     headers: HeaderMap,
-    query: Result<Query<TokenQuery>, QueryRejection>,
 ) -> Response {
-    let query_token = query
-        .as_ref()
-        .ok()
-        .and_then(|Query(query)| query.token.as_deref());
-    if let Err(error) = admin_from(&state, &headers, query_token) {
-        return error.into_response();
-    }
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    let opened = Subscription::open(
-        state.dashboard.clone(),
-        state.shutdown.clone(),
-        last_event_id,
-    );
+    let opened = Subscription::open(dashboard, shutdown, last_event_id);
     match opened.await {
         Ok(subscription) => Sse::new(subscription.into_stream()).into_response(),
         Err(error) => ApiError::from(error).into_response(),
@@ -258,7 +216,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::dashboard::activity::Activity;
+    use crate::events::Activity;
 
     // ANCHOR: fixture
     async fn memory_dashboard() -> Dashboard {

@@ -21,12 +21,13 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::activity::ActivityKind;
-use super::log::StoredActivity;
-use crate::app::AppState;
-use crate::backend::{HistoryQuery, StoreError};
+use super::Dashboard;
+use super::journal::StoredActivity;
+use crate::backend::{Backends, HistoryQuery, StoreError};
 use crate::domain::{RoomId, now_rfc3339};
-use crate::jobs::JobCounts;
+use crate::events::ActivityKind;
+use crate::jobs::{JobCounts, Jobs};
+use tokio_util::sync::CancellationToken;
 
 /// How often the snapshot is computed and sent (the contract says every second).
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
@@ -147,10 +148,18 @@ fn lock(rates: &Mutex<RateWindow>) -> std::sync::MutexGuard<'_, RateWindow> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Where the numbers of a snapshot come from. Cheap to clone: each field is a handle.
+#[derive(Clone)]
+pub struct Sources {
+    pub dashboard: Dashboard,
+    pub backends: Backends,
+    pub jobs: Jobs,
+}
+
 /// Computes a snapshot now. Used each second by [`run`] and by `GET /admin/stats`.
-pub async fn snapshot(state: &AppState) -> Result<Stats, StoreError> {
-    let dashboard = &state.dashboard;
-    let backends = &state.backends;
+pub async fn snapshot(sources: &Sources) -> Result<Stats, StoreError> {
+    let dashboard = &sources.dashboard;
+    let backends = &sources.backends;
     let rooms = backends.rooms.rooms().await?;
     let per_room: Vec<(String, Vec<String>, u64)> = futures_util::stream::iter(rooms)
         .filter_map(|room| async move { RoomId::parse(&room.id).ok() })
@@ -172,7 +181,7 @@ pub async fn snapshot(state: &AppState) -> Result<Stats, StoreError> {
         .log
         .connections(dashboard.local_connections())
         .await?;
-    let jobs = state.jobs.counts().await?;
+    let jobs = sources.jobs.counts().await?;
 
     let mut rates = lock(&dashboard.rates).per_minute(unix_second());
     let mut users = BTreeSet::new();
@@ -214,13 +223,14 @@ pub enum Start {
 /// watching it computes nothing and forgets the last snapshot (a new dashboard must not start
 /// with old numbers); the first subscriber wakes it and gets a fresh one at once.
 pub async fn run(
-    state: AppState,
+    sources: Sources,
     mut live: broadcast::Receiver<Arc<StoredActivity>>,
     start: Start,
+    shutdown: CancellationToken,
 ) {
-    let dashboard = state.dashboard.clone();
+    let dashboard = sources.dashboard.clone();
     if start == Start::First {
-        prime(&state).await;
+        prime(&dashboard).await;
     }
     let mut ticks = tokio::time::interval(STATS_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -231,7 +241,7 @@ pub async fn run(
             dashboard.latest.send_replace(None);
         }
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             event = live.recv() => match event {
                 Ok(event) => count(&dashboard.rates, &event, unix_second()),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -239,7 +249,7 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => {
                     // The feed lives as long as the dashboard: only at the very end.
-                    state.shutdown.cancelled().await;
+                    shutdown.cancelled().await;
                     return;
                 }
             },
@@ -250,7 +260,7 @@ pub async fn run(
                     continue;
                 }
                 dashboard.computed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match snapshot(&state).await {
+                match snapshot(&sources).await {
                     Ok(stats) => {
                         failing = false;
                         match serde_json::to_string(&stats) {
@@ -275,8 +285,7 @@ pub async fn run(
 
 /// Counts the messages of the last minute that the log still keeps, so that a node that just
 /// started does not show a quiet cluster.
-async fn prime(state: &AppState) {
-    let dashboard = &state.dashboard;
+async fn prime(dashboard: &Dashboard) {
     let Ok(backlog) = dashboard.log.after(0).await else {
         return;
     };

@@ -12,11 +12,13 @@
 //!   per hour;
 //! - `routes.rs`: `GET /admin/jobs`.
 //!
-//! [`crate::mentions`] decides who gets a `notification` frame and who gets an e-mail job.
+//! The mention logic (`mentions.rs`) decides who gets a `notification` frame and who gets an
+//! e-mail job: it drains the [`SentMessages`] that [`Jobs::message_sent`] fills, and queues
+//! e-mails with [`Jobs::queue_mention_email`] (mentions use jobs, never the other way round).
 //! The chat never waits for any of this: a sent message is handed over with a `try_send`, and
 //! e-mails are sent by workers, each attempt with a time limit.
 
-mod config;
+pub(crate) mod config;
 pub mod email;
 mod queue;
 pub(crate) mod routes;
@@ -45,12 +47,11 @@ use self::email::{EmailJob, Mailer, Mention};
 use self::queue::EmailQueue;
 use self::store::JobStore;
 use self::window::{Claim, EmailWindow};
-use crate::app::AppState;
 use crate::backend::{StoreError, StoreResult};
-use crate::dashboard::activity::{Activity, ActivityFeed};
 use crate::domain::{RoomId, now_rfc3339};
-use crate::mentions::SentMessage;
+use crate::events::{Activity, ActivityFeed};
 use crate::metrics::{JOBS_QUEUE_DEPTH, JOBS_TOTAL};
+use crate::supervisor::Supervisor;
 
 /// Where a job is in its life. `failed` means the last attempt failed and another is scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +120,19 @@ pub struct JobRecord {
     pub updated_at: String,
 }
 
+/// A stored message, as the mention logic needs it.
+#[derive(Debug, Clone)]
+pub struct SentMessage {
+    pub room: RoomId,
+    pub message_id: u64,
+    pub author: String,
+    pub text: String,
+}
+
+/// The receiving end of [`Jobs::message_sent`], which the mention logic drains
+/// (`mentions::run`).
+pub type SentMessages = mpsc::Receiver<SentMessage>;
+
 /// Messages waiting for the mention logic; beyond this, new ones are dropped (and logged)
 /// rather than making the chat wait.
 const MENTION_QUEUE: usize = 1024;
@@ -141,9 +155,9 @@ struct Shared {
     activity: ActivityFeed,
 }
 
-/// The parts that start running once the whole [`AppState`] exists (they need it).
+/// The e-mail workers and the periodic sweep, started by [`Workers::start`] once the server
+/// is ready to run tasks.
 pub struct Workers {
-    mentions: mpsc::Receiver<SentMessage>,
     mailer: Mailer,
     from: Mailbox,
     redis: Option<(ConnectionManager, String)>,
@@ -151,13 +165,14 @@ pub struct Workers {
 
 impl Jobs {
     /// Connects the queue and the records (Redis when `config.redis_url` is set) and prepares
-    /// the mailer; nothing runs until [`Workers::start`].
+    /// the mailer; nothing runs until [`Workers::start`]. Also returns the messages handed to
+    /// [`Jobs::message_sent`], for the mention logic.
     pub async fn build(
         config: &crate::Config,
         activity: ActivityFeed,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<(Self, Workers)> {
+    ) -> anyhow::Result<(Self, Workers, SentMessages)> {
         let mailer = Mailer::from_config(&config.jobs)?;
         let from: Mailbox = config.jobs.mail_from.parse().map_err(|error| {
             anyhow::anyhow!("CHAT_MAIL_FROM no es una dirección válida: {error}")
@@ -198,12 +213,11 @@ impl Jobs {
             }),
         };
         let workers = Workers {
-            mentions: mentions_rx,
             mailer,
             from,
             redis,
         };
-        Ok((jobs, workers))
+        Ok((jobs, workers, mentions_rx))
     }
 
     /// How many jobs are in each status (the dashboard's `jobs`).
@@ -336,20 +350,23 @@ impl Jobs {
 }
 
 impl Workers {
-    /// Starts the mention logic, the e-mail workers and the periodic sweep, as tasks of the
-    /// server that stop when it shuts down.
-    pub fn start(self, state: &AppState) {
-        let messages: crate::mentions::Queue = Arc::new(tokio::sync::Mutex::new(self.mentions));
-        let (mentions_state, supervisor) = (state.clone(), state.supervisor.clone());
-        let shutdown = state.shutdown.clone();
-        state.tasks.spawn(async move {
-            supervisor
-                .run(crate::mentions::TASK, shutdown, move || {
-                    crate::mentions::run(mentions_state.clone(), messages.clone())
-                })
-                .await;
-        });
+    /// Starts the e-mail workers and the periodic sweep for `jobs`, as a task of `tasks` under
+    /// `supervisor`. Running jobs get `grace` to finish once `shutdown` is cancelled.
+    pub fn start(
+        self,
+        jobs: &Jobs,
+        tasks: &TaskTracker,
+        supervisor: &Supervisor,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
         tracing::info!(destino = %self.mailer.describe(), "trabajos en segundo plano en marcha");
-        worker::spawn_monitor(state, self.mailer, self.from, self.redis);
+        let context = worker::Context {
+            tasks,
+            supervisor,
+            shutdown,
+            grace,
+        };
+        worker::spawn_monitor(jobs, context, self.mailer, self.from, self.redis);
     }
 }

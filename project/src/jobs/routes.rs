@@ -1,17 +1,25 @@
 //! `GET /admin/jobs?status=` (admin only): the job records, newest first.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{JobRecord, JobStatus};
-use crate::app::AppState;
-use crate::auth::AuthUser;
+use super::{JobRecord, JobStatus, Jobs};
+use crate::auth::AdminUser;
+use crate::auth::tokens::Tokens;
 use crate::error::ApiError;
 use crate::error::extract::Query;
 
-pub fn router() -> Router<AppState> {
+/// `GET /admin/jobs`, on any state that holds the jobs and the tokens.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Jobs: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+{
     Router::new().route("/admin/jobs", get(list_jobs))
 }
 
@@ -39,21 +47,16 @@ struct JobList {
     ),
 )]
 async fn list_jobs(
-    State(state): State<AppState>,
-    user: AuthUser,
+    State(jobs): State<Jobs>,
+    _admin: AdminUser,
     Query(query): Query<JobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
-    if !user.is_admin() {
-        return Err(ApiError::Forbidden(
-            "solo un administrador puede ver los trabajos".into(),
-        ));
-    }
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(word) => Some(JobStatus::parse(word).ok_or_else(|| {
             ApiError::InvalidInput("status debe ser pending, running, done, failed o dead".into())
         })?),
     };
-    let jobs = state.jobs.list(status).await?;
+    let jobs = jobs.list(status).await?;
     Ok(Json(JobList { jobs }))
 }

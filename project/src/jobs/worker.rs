@@ -25,13 +25,15 @@ use apalis_core::backend::dequeue::VecDequeBackend;
 use apalis_redis::{Config as RedisQueueConfig, RedisStorage};
 use lettre::message::Mailbox;
 use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::email::{self, EmailJob, Mailer};
 use super::queue::EmailQueue;
 use super::schedule::{self, Sweeper};
 use super::{JobStatus, Jobs, JobsConfig};
-use crate::app::AppState;
+use crate::supervisor::Supervisor;
 
 /// How often a Redis worker says it is alive.
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -139,6 +141,15 @@ async fn email_handler(
 }
 // ANCHOR_END: handler
 
+/// Where the monitor runs: the server's tasks and supervisor, its shutdown, and the grace that
+/// running jobs get to finish.
+pub(super) struct Context<'a> {
+    pub tasks: &'a TaskTracker,
+    pub supervisor: &'a Supervisor,
+    pub shutdown: CancellationToken,
+    pub grace: Duration,
+}
+
 /// The monitor's name for the supervisor and `/ready`.
 pub const MONITOR_TASK: &str = "trabajadores de la cola";
 
@@ -151,12 +162,13 @@ pub const MONITOR_TASK: &str = "trabajadores de la cola";
 /// one is built with new worker names, so (with Redis) the jobs the old workers held are
 /// recovered as a dead worker's, and the new workers take the queue where it is.
 pub(super) fn spawn_monitor(
-    state: &AppState,
+    jobs: &Jobs,
+    context: Context<'_>,
     mailer: Mailer,
     from: Mailbox,
     redis: Option<(ConnectionManager, String)>,
 ) {
-    let jobs = state.jobs.clone();
+    let jobs = jobs.clone();
     let config = &jobs.shared.config;
     if config.concurrency == 0 {
         tracing::warn!("CHAT_JOB_CONCURRENCY=0: este nodo encola trabajos pero no los ejecuta");
@@ -167,19 +179,16 @@ pub(super) fn spawn_monitor(
         from,
     });
     let sweeper = Arc::new(Sweeper::new(jobs.clone(), redis, config));
-    let grace = state.config.shutdown_grace();
-    let (supervisor, shutdown, stop) = (
-        state.supervisor.clone(),
-        state.shutdown.clone(),
-        state.shutdown.clone(),
-    );
-    state.tasks.spawn(async move {
-        supervisor
-            .run(MONITOR_TASK, shutdown, move || {
-                let (jobs, runner, sweeper) = (jobs.clone(), runner.clone(), sweeper.clone());
-                run_monitor(jobs, runner, sweeper, grace, stop.clone())
-            })
-            .await;
+    let Context {
+        tasks,
+        supervisor,
+        shutdown,
+        grace,
+    } = context;
+    let stop = shutdown.clone();
+    supervisor.spawn(tasks, MONITOR_TASK, shutdown, move || {
+        let (jobs, runner, sweeper) = (jobs.clone(), runner.clone(), sweeper.clone());
+        run_monitor(jobs, runner, sweeper, grace, stop.clone())
     });
 }
 

@@ -2,21 +2,16 @@
 
 pub mod routes;
 
-use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::backend::Backends;
 use crate::domain::{Room, RoomId};
 use crate::error::ApiError;
 
 /// The room, or the contract's 404.
-pub async fn existing_room(state: &AppState, id: &str) -> Result<(RoomId, Room), ApiError> {
+pub async fn existing_room(backends: &Backends, id: &str) -> Result<(RoomId, Room), ApiError> {
     let not_found = || ApiError::NotFound(format!("la sala «{id}» no existe"));
     let room_id = RoomId::parse(id).map_err(|_| not_found())?;
-    let room = state
-        .backends
-        .rooms
-        .room(&room_id)
-        .await?
-        .ok_or_else(not_found)?;
+    let room = backends.rooms.room(&room_id).await?.ok_or_else(not_found)?;
     Ok((room_id, room))
 }
 
@@ -24,12 +19,12 @@ pub async fn existing_room(state: &AppState, id: &str) -> Result<(RoomId, Room),
 /// the contract's errors in its order: unknown room 404, public room 409, caller 403. `action`
 /// names what was attempted, for the 403's message.
 pub async fn managed_private_room(
-    state: &AppState,
+    backends: &Backends,
     id: &str,
     caller: &AuthUser,
     action: &str,
 ) -> Result<RoomId, ApiError> {
-    let (room_id, room) = existing_room(state, id).await?;
+    let (room_id, room) = existing_room(backends, id).await?;
     if !room.private {
         return Err(ApiError::Conflict(
             "las salas públicas no tienen lista de miembros: cualquiera puede unirse".into(),
@@ -46,7 +41,7 @@ pub async fn managed_private_room(
 /// Whether the user may read and write the room: public rooms are open to everyone, private
 /// ones to their members.
 pub async fn may_access(
-    state: &AppState,
+    backends: &Backends,
     room_id: &RoomId,
     room: &Room,
     user: &str,
@@ -54,5 +49,5 @@ pub async fn may_access(
     if !room.private {
         return Ok(true);
     }
-    Ok(state.backends.rooms.is_member(room_id, user).await?)
+    Ok(backends.rooms.is_member(room_id, user).await?)
 }

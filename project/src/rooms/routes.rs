@@ -1,6 +1,8 @@
 //! `/rooms`, `/rooms/{id}/messages`, `/rooms/{id}/members`.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -9,14 +11,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{existing_room, managed_private_room, may_access};
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::backend::{Audience, HistoryQuery, RoomEvent};
-use crate::cache::Cached;
+use crate::auth::tokens::Tokens;
+use crate::backend::{Audience, Backends, HistoryQuery, RoomEvent};
+use crate::cache::{Cache, Cached};
+use crate::config::Config;
 use crate::domain::{Room, RoomId, RoomName, Username};
 use crate::error::{ApiError, extract};
 
-pub fn router() -> Router<AppState> {
+/// The REST rooms, on any state that holds the handles they use.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Backends: FromRef<S>,
+    Cache: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+{
     Router::new()
         .route("/rooms", get(list_rooms).post(create_room))
         .route("/rooms/{id}/messages", get(messages))
@@ -39,11 +50,11 @@ pub struct RoomSummary {
     pub online: u64,
 }
 
-async fn summary(state: &AppState, room: Room) -> Result<RoomSummary, ApiError> {
+async fn summary(backends: &Backends, room: Room) -> Result<RoomSummary, ApiError> {
     let room_id =
         RoomId::parse(&room.id).map_err(|_| ApiError::Unavailable("id de sala corrupto".into()))?;
-    let members = state.backends.rooms.member_count(&room_id).await?;
-    let online = state.backends.presence.online(&room_id).await?.len() as u64;
+    let members = backends.rooms.member_count(&room_id).await?;
+    let online = backends.presence.online(&room_id).await?.len() as u64;
     Ok(RoomSummary {
         id: room.id,
         name: room.name,
@@ -65,23 +76,28 @@ async fn summary(state: &AppState, room: Room) -> Result<RoomSummary, ApiError> 
     ),
 )]
 // ANCHOR: list_rooms
-async fn list_rooms(State(state): State<AppState>, caller: AuthUser) -> Result<Cached, ApiError> {
+async fn list_rooms(
+    State(backends): State<Backends>,
+    State(cache): State<Cache>,
+    caller: AuthUser,
+) -> Result<Cached, ApiError> {
     // Cache-aside: the cached list of this caller, or `visible_rooms` computed and cached.
-    state
-        .cache
-        .rooms(&caller.username, || visible_rooms(&state, &caller.username))
+    cache
+        .rooms(&caller.username, || {
+            visible_rooms(&backends, &caller.username)
+        })
         .await
 }
 // ANCHOR_END: list_rooms
 
 /// What `GET /rooms` shows `user`, read from the backends (on a cache miss).
-async fn visible_rooms(state: &AppState, user: &str) -> Result<Vec<RoomSummary>, ApiError> {
+async fn visible_rooms(backends: &Backends, user: &str) -> Result<Vec<RoomSummary>, ApiError> {
     let mut visible = Vec::new();
-    for room in state.backends.rooms.rooms().await? {
+    for room in backends.rooms.rooms().await? {
         let room_id = RoomId::parse(&room.id)
             .map_err(|_| ApiError::Unavailable("id de sala corrupto".into()))?;
-        if may_access(state, &room_id, &room, user).await? {
-            visible.push(summary(state, room).await?);
+        if may_access(backends, &room_id, &room, user).await? {
+            visible.push(summary(backends, room).await?);
         }
     }
     Ok(visible)
@@ -104,12 +120,15 @@ const ROOM_QUOTA_WINDOW: std::time::Duration = std::time::Duration::from_secs(36
 /// Takes one of the caller's room creations of the last hour: `None` for admins (exempt) or
 /// with no limit configured, else the ticket to give back if the room is not created; 429 with
 /// `Retry-After` when all are taken.
-async fn take_room_place(state: &AppState, caller: &AuthUser) -> Result<Option<String>, ApiError> {
-    let limit = state.config.rooms_per_hour;
+async fn take_room_place(
+    backends: &Backends,
+    limit: u64,
+    caller: &AuthUser,
+) -> Result<Option<String>, ApiError> {
     if caller.is_admin() || limit == 0 {
         return Ok(None);
     }
-    let quota = &state.backends.room_quota;
+    let quota = &backends.room_quota;
     match quota
         .take(&caller.username, limit, ROOM_QUOTA_WINDOW)
         .await?
@@ -138,7 +157,9 @@ async fn take_room_place(state: &AppState, caller: &AuthUser) -> Result<Option<S
     ),
 )]
 async fn create_room(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
+    State(cache): State<Cache>,
+    State(config): State<Arc<Config>>,
     caller: AuthUser,
     extract::Json(request): extract::Json<CreateRoom>,
 ) -> Result<(StatusCode, Json<RoomSummary>), ApiError> {
@@ -152,19 +173,19 @@ async fn create_room(
     };
     // Take a place in the caller's hourly quota first (atomically, on every node), and give it
     // back if the room cannot be created: only rooms that exist count.
-    let ticket = take_room_place(&state, &caller).await?;
-    if let Err(error) = state.backends.rooms.create_room(room.clone()).await {
+    let ticket = take_room_place(&backends, config.rooms_per_hour, &caller).await?;
+    if let Err(error) = backends.rooms.create_room(room.clone()).await {
         if let Some(ticket) = ticket {
-            let quota = &state.backends.room_quota;
+            let quota = &backends.room_quota;
             if let Err(error) = quota.give_back(&caller.username, &ticket).await {
                 tracing::warn!(%error, user = %caller.username, "no se pudo devolver un hueco de creación de salas");
             }
         }
         return Err(error.into());
     }
-    state.cache.invalidate_rooms().await;
+    cache.invalidate_rooms().await;
     tracing::info!(room = %room_id, user = %caller.username, private = room.private, "sala creada");
-    Ok((StatusCode::CREATED, Json(summary(&state, room).await?)))
+    Ok((StatusCode::CREATED, Json(summary(&backends, room).await?)))
 }
 
 /// Query of `GET /rooms/{id}/messages`. Signed, so that a negative cursor is our 422 with a
@@ -225,19 +246,19 @@ impl MessagesQuery {
     ),
 )]
 async fn messages(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
     caller: AuthUser,
     extract::Path(id): extract::Path<String>,
     extract::Query(query): extract::Query<MessagesQuery>,
 ) -> Result<Response, ApiError> {
     let query = query.parse()?;
-    let (room_id, room) = existing_room(&state, &id).await?;
-    if !may_access(&state, &room_id, &room, &caller.username).await? {
+    let (room_id, room) = existing_room(&backends, &id).await?;
+    if !may_access(&backends, &room_id, &room, &caller.username).await? {
         return Err(ApiError::Forbidden(
             "no eres miembro de esta sala privada".into(),
         ));
     }
-    let page = state.backends.messages.history(&room_id, query).await?;
+    let page = backends.messages.history(&room_id, query).await?;
     // The stored frames are already JSON: splice them in instead of parsing and re-serializing.
     let frames: Vec<&str> = page
         .frames
@@ -290,17 +311,17 @@ struct Invited {
     ),
 )]
 async fn invite(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
+    State(cache): State<Cache>,
     caller: AuthUser,
     extract::Path(id): extract::Path<String>,
     extract::Json(request): extract::Json<Invite>,
 ) -> Result<(StatusCode, Json<Invited>), ApiError> {
     // The order of these checks is the contract's: room, public room, caller, then user.
-    let room_id = managed_private_room(&state, &id, &caller, "invitar").await?;
+    let room_id = managed_private_room(&backends, &id, &caller, "invitar").await?;
     let unknown = || ApiError::NotFound(format!("el usuario «{}» no existe", request.username));
     let username = Username::parse(&request.username).map_err(|_| unknown())?;
-    if state
-        .backends
+    if backends
         .users
         .user_by_name(username.as_str())
         .await?
@@ -308,14 +329,13 @@ async fn invite(
     {
         return Err(unknown());
     }
-    let added = state
-        .backends
+    let added = backends
         .rooms
         .add_member(&room_id, username.as_str())
         .await?;
     if added {
         // The invitee now sees the room, and its member count grew.
-        state.cache.invalidate_rooms().await;
+        cache.invalidate_rooms().await;
     }
     let status = if added {
         StatusCode::CREATED
@@ -355,22 +375,18 @@ async fn invite(
     ),
 )]
 async fn remove_member(
-    State(state): State<AppState>,
+    State(backends): State<Backends>,
+    State(cache): State<Cache>,
     caller: AuthUser,
     extract::Path((id, username)): extract::Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let room_id = managed_private_room(&state, &id, &caller, "quitar miembros").await?;
-    if !state
-        .backends
-        .rooms
-        .remove_member(&room_id, &username)
-        .await?
-    {
+    let room_id = managed_private_room(&backends, &id, &caller, "quitar miembros").await?;
+    if !backends.rooms.remove_member(&room_id, &username).await? {
         return Err(ApiError::NotFound(format!(
             "«{username}» no es miembro de la sala"
         )));
     }
-    state.cache.invalidate_rooms().await;
+    cache.invalidate_rooms().await;
     let left = crate::ws::protocol::to_json(&crate::ws::protocol::ServerFrame::Left {
         room: room_id.as_str(),
     });
@@ -380,7 +396,7 @@ async fn remove_member(
         audience: Audience::Revoked(username.clone()),
         frame: left.into(),
     };
-    state.backends.fanout.publish(revoke).await?;
+    backends.fanout.publish(revoke).await?;
     tracing::info!(room = %room_id, user = %username, by = %caller.username, "miembro quitado");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,8 +5,6 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::AppState;
-
 const INDEX_HTML: &str = include_str!("index.html");
 const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
@@ -18,7 +16,7 @@ const FAVICON_ICO: &[u8] = include_bytes!("favicon.ico");
 
 /// `/`, `/app.js`, `/style.css` and the icon (`/favicon.svg`, `/favicon.ico`), which the
 /// dashboard page links too.
-pub fn router() -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",

@@ -66,6 +66,7 @@ on_each_backend!(
     mentions_are_notified_again_after_the_mention_task_panics,
     jobs_run_and_their_records_update_again_after_the_job_monitor_panics,
     a_task_that_keeps_failing_makes_ready_fail_naming_it_until_it_runs_again,
+    the_metrics_upkeep_runs_under_the_apps_supervisor_and_again_after_it_panics,
 );
 
 /// Makes the next run of `task` panic and waits until the supervisor has seen it fail.
@@ -126,6 +127,27 @@ async fn the_dashboard_gets_activity_again_after_its_recorder_panics(
     let (next, data) = within(dashboard.activity()).await;
     assert_eq!(who(&data), ("join".into(), "bea".into()));
     assert_eq!(next, first + 1);
+}
+
+async fn the_metrics_upkeep_runs_under_the_apps_supervisor_and_again_after_it_panics(
+    app: TestApp,
+    state: AppState,
+    _outbox: PathBuf,
+) {
+    // Arrange: an answer proves that `serve` has started the background tasks.
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+
+    // Act: `panic_once` also checks that the app's supervisor runs the task, so that its
+    // failures reach `/ready`.
+    panic_once(&state, chat::metrics::UPKEEP_TASK).await;
+
+    // Assert: the task is back and `/metrics` still renders.
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("http_request_duration_seconds"), "{text}");
+    assert_eq!(state.supervisor.restarts(chat::metrics::UPKEEP_TASK), 1);
 }
 
 async fn the_dashboard_gets_stats_again_after_the_stats_task_panics(
@@ -254,10 +276,10 @@ async fn the_dashboard_gets_activity_again_after_the_redis_listener_panics() {
     // Act: the listener panics; a join is published meanwhile, another after the restart.
     state
         .supervisor
-        .inject_panic(chat::dashboard::redis_log::LISTENER_TASK, 1);
+        .inject_panic(chat::dashboard::redis_journal::LISTENER_TASK, 1);
     let mut bea = app.connected("bea").await;
     bea.join("general").await;
-    wait_for_restarts(&state, chat::dashboard::redis_log::LISTENER_TASK, 1).await;
+    wait_for_restarts(&state, chat::dashboard::redis_journal::LISTENER_TASK, 1).await;
     let mut carl = app.connected("carl").await;
     carl.join("general").await;
 

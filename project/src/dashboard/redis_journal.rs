@@ -22,11 +22,11 @@ use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::activity::Activity;
-use super::log::{ActivityLog, Backlog, KEPT_EVENTS, LiveFeed, StoredActivity};
+use super::journal::{ActivityLog, Backlog, KEPT_EVENTS, LiveFeed, StoredActivity};
 use crate::backend::redis::pubsub::{Delivery, Subscription};
 use crate::backend::redis::store_error;
 use crate::backend::{StoreError, StoreResult};
+use crate::events::Activity;
 use crate::supervisor::Supervisor;
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/append.lua")));

@@ -3,7 +3,7 @@
 //! exactly what it missed.
 //!
 //! Two implementations, like the chat's backends: [`MemoryActivityLog`] (one node) and the Redis
-//! one in [`super::redis`] (every node shares one id sequence). Both hand each stored event to
+//! one in [`super::redis_journal`] (every node shares one id sequence). Both hand each stored event to
 //! the node's live [`broadcast`] channel, in id order, which every SSE stream reads.
 
 use std::collections::VecDeque;
@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::activity::Activity;
 use crate::backend::{StoreError, StoreResult};
+use crate::events::Activity;
 
 /// How many activity events are kept for resuming (the contract says 1,000).
 pub const KEPT_EVENTS: usize = 1000;
