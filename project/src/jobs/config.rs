@@ -1,5 +1,9 @@
 //! The settings of background jobs (flattened into [`crate::Config`]: each is a flag and an
-//! environment variable, documented in the README's table).
+//! environment variable, documented in the README's table). The fields' doc comments are
+//! Spanish: clap prints them as `chat --help`, which learners read.
+//!
+//! A leaf: it imports nothing of the crate, so that `config.rs` can flatten it without
+//! depending on the jobs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,16 +11,16 @@ use std::time::Duration;
 /// How e-mails are sent, how failures are retried, and how often old records are swept.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JobsConfig {
-    /// SMTP server for e-mails, `smtp://host:port` (plain text, no TLS: a relay on loopback or
-    /// the local network). When unset, e-mails are written as `.eml` files into the outbox.
+    /// Servidor SMTP para los e-mails, smtp://host:puerto (sin TLS: un relé local o de la red
+    /// interna); sin ella, los e-mails se escriben como ficheros .eml en CHAT_OUTBOX.
     #[arg(long, env = "SMTP_URL")]
     pub smtp_url: Option<String>,
 
-    /// Folder where e-mails are written as `.eml` files when `SMTP_URL` is unset.
+    /// Carpeta donde se escriben los e-mails como ficheros .eml cuando no hay SMTP_URL.
     #[arg(long, env = "CHAT_OUTBOX", default_value = "./outbox")]
     pub outbox: PathBuf,
 
-    /// The `From` of every e-mail.
+    /// Remitente (From) de cada e-mail.
     #[arg(
         long,
         env = "CHAT_MAIL_FROM",
@@ -24,17 +28,17 @@ pub struct JobsConfig {
     )]
     pub mail_from: String,
 
-    /// At most one mention e-mail per (user, room) in this many seconds, counted from when the
-    /// job is queued, across every node.
+    /// Como mucho un e-mail de mención por usuario y sala en estos segundos, contados desde que
+    /// se encola, en todo el clúster (0: sin ventana).
     #[arg(long, env = "CHAT_MENTION_EMAIL_WINDOW_SECS", default_value_t = 600)]
     pub mention_email_window_secs: u64,
 
-    /// At most this many mention e-mails per recipient in any sliding hour, across all rooms
-    /// and every node; a mention over the cap queues no job. 0: no cap.
+    /// Como mucho estos e-mails de mención por destinatario en cualquier hora deslizante,
+    /// sumando salas y nodos; una mención por encima no encola nada. 0: sin tope.
     #[arg(long, env = "CHAT_MENTION_EMAILS_PER_HOUR", default_value_t = 10)]
     pub mention_emails_per_hour: u64,
 
-    /// Attempts of a job before it is `dead` (1 = no retries).
+    /// Intentos de un trabajo antes de quedar dead (1 o más; 1 = sin reintentos).
     #[arg(
         long = "job-max-attempts",
         env = "CHAT_JOB_MAX_ATTEMPTS",
@@ -42,7 +46,7 @@ pub struct JobsConfig {
     )]
     pub max_attempts: u32,
 
-    /// Wait before the first retry, in milliseconds; it doubles for each retry after that.
+    /// Espera antes del primer reintento, en ms (1 o más); se duplica en cada uno.
     #[arg(
         long = "job-backoff-ms",
         env = "CHAT_JOB_BACKOFF_MS",
@@ -50,7 +54,7 @@ pub struct JobsConfig {
     )]
     pub backoff_ms: u64,
 
-    /// Longest one attempt may take, in seconds; a slower one counts as failed.
+    /// Tiempo máximo de un intento, en segundos; si se supera, cuenta como fallido.
     #[arg(
         long = "job-timeout-secs",
         env = "CHAT_JOB_TIMEOUT_SECS",
@@ -58,8 +62,8 @@ pub struct JobsConfig {
     )]
     pub attempt_timeout_secs: u64,
 
-    /// Jobs this node runs at once. 0: this node only queues jobs and other nodes run them
-    /// (with Redis; in memory nothing would ever run them).
+    /// Trabajos que este nodo ejecuta a la vez; 0: solo encola y otros nodos los ejecutan (solo
+    /// con REDIS_URL).
     #[arg(
         long = "job-concurrency",
         env = "CHAT_JOB_CONCURRENCY",
@@ -67,7 +71,7 @@ pub struct JobsConfig {
     )]
     pub concurrency: usize,
 
-    /// Seconds between two runs of the periodic sweep (once per period in the whole cluster).
+    /// Segundos entre dos barridos periódicos (uno por periodo en todo el clúster).
     #[arg(
         long = "job-sweep-interval-secs",
         env = "CHAT_JOB_SWEEP_INTERVAL_SECS",
@@ -75,7 +79,8 @@ pub struct JobsConfig {
     )]
     pub sweep_interval_secs: u64,
 
-    /// The sweep deletes the records of jobs that ended (`done`, `dead`) this many seconds ago.
+    /// El barrido borra los registros de trabajos terminados (done, dead) hace más de estos
+    /// segundos.
     #[arg(
         long = "job-retention-secs",
         env = "CHAT_JOB_RETENTION_SECS",

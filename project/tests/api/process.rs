@@ -301,6 +301,7 @@ async fn help_is_in_spanish() {
         "Muestra esta ayuda",
         "Muestra la versión",
         "Vida en caché de una respuesta de `GET /rooms`",
+        "Intentos de un trabajo antes de quedar",
     ] {
         assert!(
             help.contains(spanish),
