@@ -33,7 +33,7 @@ where
     get, path = "/health", tag = "operaciones",
     summary = "Vida del proceso",
     description = "Vida del proceso: responde 200 mientras el servidor atiende peticiones. No comprueba los backends (para eso está `/ready`).",
-    responses((status = 200, description = "El proceso está vivo", body = crate::openapi::Health)),
+    responses((status = 200, description = "El proceso está vivo", body = crate::api_schema::Health)),
 )]
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -47,8 +47,8 @@ pub(crate) async fn health() -> Json<Value> {
     summary = "Preparación de los backends",
     description = "Preparación: 200 si todos los backends (Redis, cola de trabajos) responden y todas las tareas de fondo funcionan; si no, 503 con `\"status\":\"degraded\"` y lo que falló en `checks` (`tasks` es `down` mientras una tarea de fondo falla una y otra vez; entonces `tasks` nombra cada una con el motivo).",
     responses(
-        (status = 200, description = "Todos los backends responden", body = crate::openapi::Readiness),
-        (status = 503, description = "Algún backend no responde o alguna tarea no funciona", body = crate::openapi::Readiness),
+        (status = 200, description = "Todos los backends responden", body = crate::api_schema::Readiness),
+        (status = 503, description = "Algún backend no responde o alguna tarea no funciona", body = crate::api_schema::Readiness),
     ),
 )]
 pub(crate) async fn ready(

@@ -11,6 +11,7 @@
 //! Dependencies point one way: handlers and services take only the handles they use (axum's
 //! `FromRef` substates of [`AppState`]), and [`app`] is the only module that knows every other.
 
+pub mod api_schema;
 pub mod app;
 pub mod auth;
 pub mod backend;

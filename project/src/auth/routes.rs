@@ -49,9 +49,9 @@ struct RegisterRequest {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Cuenta creada", body = User),
-        (status = 409, description = "El nombre de usuario o el e-mail ya existen (`conflict`)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Usuario que no es de 3 a 32 caracteres `[a-z0-9_]`, contraseña de menos de 8 caracteres o e-mail no válido (`invalid_input`)", body = crate::openapi::ErrorBody),
-        (status = 503, description = "No hubo un hueco para calcular el hash en 2 s (`unavailable`)", body = crate::openapi::ErrorBody,
+        (status = 409, description = "El nombre de usuario o el e-mail ya existen (`conflict`)", body = crate::api_schema::ErrorBody),
+        (status = 422, description = "Usuario que no es de 3 a 32 caracteres `[a-z0-9_]`, contraseña de menos de 8 caracteres o e-mail no válido (`invalid_input`)", body = crate::api_schema::ErrorBody),
+        (status = 503, description = "No hubo un hueco para calcular el hash en 2 s (`unavailable`)", body = crate::api_schema::ErrorBody,
             headers(("Retry-After" = u64, description = "Segundos tras los que conviene reintentar"))),
     ),
 )]
@@ -143,11 +143,11 @@ struct TokenResponse {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Sesión iniciada", body = TokenResponse),
-        (status = 401, description = "Usuario o contraseña incorrectos (la misma respuesta en ambos casos)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Demasiados fallos seguidos (`rate_limited`)", body = crate::openapi::ErrorBody,
+        (status = 401, description = "Usuario o contraseña incorrectos (la misma respuesta en ambos casos)", body = crate::api_schema::ErrorBody),
+        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::api_schema::ErrorBody),
+        (status = 429, description = "Demasiados fallos seguidos (`rate_limited`)", body = crate::api_schema::ErrorBody,
             headers(("Retry-After" = u64, description = "Segundos que faltan, de 1 a 60"))),
-        (status = 503, description = "No hubo un hueco para comprobar la contraseña en 2 s (`unavailable`); el intento no cuenta como fallo", body = crate::openapi::ErrorBody,
+        (status = 503, description = "No hubo un hueco para comprobar la contraseña en 2 s (`unavailable`); el intento no cuenta como fallo", body = crate::api_schema::ErrorBody,
             headers(("Retry-After" = u64, description = "Segundos tras los que conviene reintentar"))),
     ),
 )]
@@ -202,7 +202,7 @@ async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "La cuenta", body = User),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn me(State(backends): State<Backends>, caller: AuthUser) -> Result<Json<User>, ApiError> {

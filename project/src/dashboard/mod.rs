@@ -252,10 +252,10 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     description = "Instantánea del sistema (los mismos datos que el evento `stats` del panel). Se sirve desde una caché de unos segundos (5 como mucho).",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "La instantánea", body = crate::openapi::AdminStats,
+        (status = 200, description = "La instantánea", body = crate::api_schema::AdminStats,
             headers(("X-Cache" = String, description = "`HIT` si vino de la caché, `MISS` si se calculó"))),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Tu cuenta no es admin (`forbidden`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 403, description = "Tu cuenta no es admin (`forbidden`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 pub async fn admin_stats(

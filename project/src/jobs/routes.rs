@@ -40,10 +40,10 @@ struct JobList {
     security(("bearer" = [])),
     params(("status" = Option<String>, Query, description = "`pending`, `running`, `done`, `failed` o `dead`")),
     responses(
-        (status = 200, description = "Los trabajos", body = crate::openapi::JobList),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Tu cuenta no es admin (`forbidden`)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Un `status` que no existe (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Los trabajos", body = crate::api_schema::JobList),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 403, description = "Tu cuenta no es admin (`forbidden`)", body = crate::api_schema::ErrorBody),
+        (status = 422, description = "Un `status` que no existe (`invalid_input`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn list_jobs(

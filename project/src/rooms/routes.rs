@@ -72,7 +72,7 @@ async fn summary(backends: &Backends, room: Room) -> Result<RoomSummary, ApiErro
     responses(
         (status = 200, description = "Salas visibles", body = Vec<RoomSummary>,
             headers(("X-Cache" = String, description = "`HIT` si vino de la caché, `MISS` si se calculó"))),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 // ANCHOR: list_rooms
@@ -149,11 +149,11 @@ async fn take_room_place(
     request_body = CreateRoom,
     responses(
         (status = 201, description = "Sala creada", body = RoomSummary),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Ya existe una sala con ese id (`conflict`)", body = crate::openapi::ErrorBody),
-        (status = 429, description = "Ya creaste 30 salas en la última hora (`rate_limited`; `CHAT_ROOMS_PER_HOUR`, los admins no tienen límite y los intentos rechazados no cuentan)", body = crate::openapi::ErrorBody,
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 409, description = "Ya existe una sala con ese id (`conflict`)", body = crate::api_schema::ErrorBody),
+        (status = 429, description = "Ya creaste 30 salas en la última hora (`rate_limited`; `CHAT_ROOMS_PER_HOUR`, los admins no tienen límite y los intentos rechazados no cuentan)", body = crate::api_schema::ErrorBody,
             headers(("Retry-After" = u64, description = "Segundos hasta que quede un hueco, de 1 a 3600"))),
-        (status = 422, description = "El id no es un slug, o el nombre no tiene de 1 a 64 caracteres, no tiene nada visible o lleva caracteres de control o de cambio de dirección del texto (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "El id no es un slug, o el nombre no tiene de 1 a 64 caracteres, no tiene nada visible o lleva caracteres de control o de cambio de dirección del texto (`invalid_input`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn create_room(
@@ -238,11 +238,11 @@ impl MessagesQuery {
         ("limit" = Option<u64>, Query, description = "Cuántos como mucho: 50 por defecto; más de 200 se recorta a 200; menos de 1 es 422", minimum = 1),
     ),
     responses(
-        (status = 200, description = "Una página del historial", body = crate::openapi::MessagesPage),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Sala privada de la que no eres miembro (`forbidden`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "La sala no existe (`not_found`)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`limit` menor que 1, cursor negativo o parámetro de tipo incorrecto (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Una página del historial", body = crate::api_schema::MessagesPage),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 403, description = "Sala privada de la que no eres miembro (`forbidden`)", body = crate::api_schema::ErrorBody),
+        (status = 404, description = "La sala no existe (`not_found`)", body = crate::api_schema::ErrorBody),
+        (status = 422, description = "`limit` menor que 1, cursor negativo o parámetro de tipo incorrecto (`invalid_input`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn messages(
@@ -303,11 +303,11 @@ struct Invited {
     responses(
         (status = 201, description = "Invitado", body = Invited),
         (status = 200, description = "Ya era miembro", body = Invited),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Solo quien creó la sala o un admin puede invitar (`forbidden`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "La sala o el usuario no existen (`not_found`)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "La sala es pública (`conflict`)", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 403, description = "Solo quien creó la sala o un admin puede invitar (`forbidden`)", body = crate::api_schema::ErrorBody),
+        (status = 404, description = "La sala o el usuario no existen (`not_found`)", body = crate::api_schema::ErrorBody),
+        (status = 409, description = "La sala es pública (`conflict`)", body = crate::api_schema::ErrorBody),
+        (status = 422, description = "Cuerpo mal formado (`invalid_input`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn invite(
@@ -368,10 +368,10 @@ async fn invite(
     ),
     responses(
         (status = 204, description = "Quitado"),
-        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::openapi::ErrorBody),
-        (status = 403, description = "Solo quien creó la sala o un admin puede quitar miembros (`forbidden`)", body = crate::openapi::ErrorBody),
-        (status = 404, description = "La sala no existe o esa persona no era miembro (`not_found`)", body = crate::openapi::ErrorBody),
-        (status = 409, description = "La sala es pública (`conflict`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Token ausente, inválido o caducado (`unauthorized`)", body = crate::api_schema::ErrorBody),
+        (status = 403, description = "Solo quien creó la sala o un admin puede quitar miembros (`forbidden`)", body = crate::api_schema::ErrorBody),
+        (status = 404, description = "La sala no existe o esa persona no era miembro (`not_found`)", body = crate::api_schema::ErrorBody),
+        (status = 409, description = "La sala es pública (`conflict`)", body = crate::api_schema::ErrorBody),
     ),
 )]
 async fn remove_member(
