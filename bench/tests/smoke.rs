@@ -91,6 +91,7 @@ async fn fanout_delivers_every_message_to_every_client_open_and_closed_loop() {
             rate: 50.0,
             window,
             drain_secs: 10,
+            spread: false,
         });
         let (chat, base) = both(&scenario).await;
         for run in [&chat, &base] {
