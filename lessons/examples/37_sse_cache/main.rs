@@ -204,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
 // Dónde vive esto en el proyecto final:
 // - El flujo SSE con ids, `gap`, keep-alive en su propio reloj y reanudación con
 //   `Last-Event-ID`: project/src/dashboard/sse.rs (el registro de actividad que se reanuda está
-//   en project/src/dashboard/log.rs, y en Redis en project/src/dashboard/redis_log.rs).
+//   en project/src/dashboard/journal.rs, y en Redis en project/src/dashboard/redis_journal.rs).
 // - La caché de `GET /rooms` y `GET /admin/stats`: project/src/cache/mod.rs (cache-aside,
 //   `X-Cache`, invalidación por generación), project/src/cache/memory.rs (moka, en el proceso),
 //   project/src/cache/redis.rs y project/src/cache/flight.rs (estampida en un nodo y entre
