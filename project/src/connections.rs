@@ -96,7 +96,7 @@ impl UserConnections {
             tracing::info!(
                 user,
                 max = self.max,
-                "WebSocket refused: too many connections"
+                "WebSocket rechazado: demasiadas conexiones"
             );
             ApiError::RateLimited(RETRY_AFTER)
         };
@@ -151,7 +151,7 @@ impl Drop for Slot {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
                         if let Err(error) = slots.release(&user, &id).await {
-                            tracing::warn!(%error, "could not give back a connection slot; it expires with its lease");
+                            tracing::warn!(%error, "no se pudo devolver una plaza de conexión; caducará con su concesión");
                         }
                     });
                 }
@@ -261,7 +261,7 @@ impl RedisSlots {
                 .await
                 .unwrap_or_default();
             if let Some(error) = failures.first() {
-                tracing::warn!(%error, failed = failures.len(), "could not refresh connection slots; retrying next heartbeat");
+                tracing::warn!(%error, failed = failures.len(), "no se pudieron renovar las plazas de conexión; se reintenta en el próximo latido");
             }
         }
     }

@@ -131,7 +131,7 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     if let Err(error) = tcp.set_nodelay(true) {
-        tracing::debug!(%error, "could not set TCP_NODELAY");
+        tracing::debug!(%error, "no se pudo activar TCP_NODELAY");
     }
     let io = TokioIo::new(EdgeIo::new(tcp, open));
     let service = TowerToHyperService::new(
@@ -157,7 +157,7 @@ async fn serve_connection(
     };
     if let Err(error) = result {
         // Timeouts, resets and malformed requests: the client's business, not ours.
-        tracing::debug!(%error, "connection ended with an error");
+        tracing::debug!(%error, "la conexión terminó con un error");
     }
 }
 
@@ -186,7 +186,7 @@ impl OpenFiles {
             limit.saturating_sub(in_use).saturating_sub(reserve)
         });
         if let Some(budget) = budget {
-            tracing::debug!(budget, "sockets before new WebSockets are refused");
+            tracing::debug!(budget, "sockets libres antes de rechazar WebSockets nuevos");
         }
         Self {
             open: Arc::new(AtomicUsize::new(0)),

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 use axum::extract::ws::Utf8Bytes;
 
 use crate::domain::{Room, RoomId, UserRecord};
+/// The events the backends deliver live in the `events` leaf; re-exported here because every
+/// user of a backend names them.
+pub use crate::events::{Audience, EventSink, PresenceBatch, PresenceChange, RoomEvent};
 
 /// Failures of a backend. Client mistakes are not here: they are caught before the backend.
 #[derive(Debug, thiserror::Error)]
@@ -148,35 +151,6 @@ pub trait Presence: Send + Sync {
     async fn disconnect(&self, user: &str, conn: ConnId) -> StoreResult<()>;
     /// Whether the user has a live connection on any node.
     async fn is_connected(&self, user: &str) -> StoreResult<bool>;
-}
-
-/// One event for the connections that joined a room, already serialized.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomEvent {
-    pub room: RoomId,
-    /// The message id when the frame is a `message` (connections use it to skip what their
-    /// `joined` history already contained).
-    pub message_id: Option<u64>,
-    /// Which of the room's connections get it.
-    pub audience: Audience,
-    pub frame: Utf8Bytes,
-}
-
-/// Who, among a room's connections, receives a [`RoomEvent`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Audience {
-    Everyone,
-    /// All but this user's connections (the author of `typing`, or of a presence change).
-    AllBut(String),
-    /// Only this user's connections, which lose access to the room: they leave it and receive
-    /// the frame (a `left`). This is how a removal from a private room reaches every node.
-    Revoked(String),
-    /// Every connection of this user, on any node, whether it joined the room or not: a
-    /// `notification` about the room (a mention).
-    User(String),
-    /// The connections that get a batch of presence changes (`frame` is unused; the batch
-    /// holds one frame per user): see [`crate::ws::hub`].
-    Presence(Arc<crate::ws::hub::PresenceBatch>),
 }
 
 /// Fan-out of the events that are not stored (presence, typing) to every node.

@@ -1,8 +1,8 @@
 //! The Redis backend: every node of a cluster keeps its state in one Redis, so that several
 //! nodes behind a load balancer act as one server.
 //!
-//! One file per job, like the traits: `store` (users and rooms), `log` (history and the broadcast
-//! of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
+//! One file per job, like the traits: `store` (users and rooms), `history` (the message log and
+//! the broadcast of messages), `presence`, `fanout` (publishing events and the listener that hands them to the
 //! local hub), `limiter` (login attempts) and `quota` (rooms created per user). Every step that
 //! must not be interleaved with another node's is one Lua script (the `*.lua` files beside this
 //! one): Redis runs a script from start to end without running anything else in between.
@@ -29,8 +29,8 @@
 //! | `{p}:events` | channel | every room event (format in `fanout.rs`) |
 
 mod fanout;
+mod history;
 mod limiter;
-mod log;
 mod presence;
 pub(crate) mod pubsub;
 mod quota;
@@ -45,8 +45,7 @@ use redis::{ErrorKind, RedisError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{HealthCheck, StoreError, StoreResult};
-use crate::ws::hub::Hub;
+use super::{EventSink, HealthCheck, StoreError, StoreResult};
 
 /// How long one command may wait for Redis before it fails as `Unavailable`. The library's
 /// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
@@ -71,12 +70,12 @@ const CONNECT_RETRIES: usize = 1;
 pub async fn backends(
     url: &str,
     prefix: &str,
-    hub: Arc<Hub>,
+    sink: Arc<dyn EventSink>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<super::Backends, StoreError> {
     let limit = crate::config::DEFAULT_HISTORY_LIMIT;
-    backends_keeping(url, prefix, limit, hub, tasks, shutdown).await
+    backends_keeping(url, prefix, limit, sink, tasks, shutdown).await
 }
 
 /// Like [`backends`], keeping the newest `history_limit` messages of each room (at least one).
@@ -84,7 +83,7 @@ pub async fn backends_keeping(
     url: &str,
     prefix: &str,
     history_limit: usize,
-    hub: Arc<Hub>,
+    sink: Arc<dyn EventSink>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<super::Backends, StoreError> {
@@ -93,12 +92,12 @@ pub async fn backends_keeping(
 
     // Both tasks are supervised: without the listener this node would deliver no more events,
     // without the heartbeat its users would drop out of presence.
-    let listener = fanout::Listener::subscribe(client.clone(), keys.events(), hub.clone()).await?;
+    let listener = fanout::Listener::subscribe(client.clone(), keys.events(), sink.clone()).await?;
     tasks.spawn(fanout::Listener::supervised(
         listener,
         client,
         keys.events(),
-        hub,
+        sink,
         shutdown.clone(),
     ));
     let presence = Arc::new(presence::RedisPresence::new(conn.clone(), keys.clone()));
@@ -113,7 +112,7 @@ pub async fn backends_keeping(
     Ok(super::Backends {
         users: Arc::new(store::RedisUsers::new(conn.clone(), keys.clone())),
         rooms: Arc::new(store::RedisRooms::new(conn.clone(), keys.clone())),
-        messages: Arc::new(log::RedisLog::new(
+        messages: Arc::new(history::RedisLog::new(
             conn.clone(),
             keys.clone(),
             history_limit,

@@ -11,7 +11,8 @@
 
 mod window;
 
-pub use window::{Flush, LONGEST, Online, PresenceBatch, PresenceChange, QUIET};
+pub use crate::events::{PresenceBatch, PresenceChange};
+pub use window::{Flush, LONGEST, Online, QUIET};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Audience, ConnId, RoomEvent};
+use crate::backend::ConnId;
 use crate::domain::RoomId;
+use crate::events::{Audience, EventSink, RoomEvent};
 
 // ANCHOR: subscriber
 /// How one connection receives room events.
@@ -150,17 +152,25 @@ impl Hub {
 
     // ANCHOR: deliver
     /// Offers the event to every local subscriber of its room (or, for [`Audience::User`], to
-    /// every local connection of that user): one `Arc` clone each.
+    /// every local connection of that user; for [`Audience::AllUsers`], to every local
+    /// connection): one `Arc` clone each.
     pub fn deliver(&self, event: RoomEvent) {
-        if let Audience::User(user) = &event.audience {
-            let Some(connections) = self.users.get(user.as_str()) else {
+        match &event.audience {
+            Audience::User(user) => {
+                let Some(connections) = self.users.get(user.as_str()) else {
+                    return;
+                };
+                let event = Arc::new(event);
+                for subscriber in connections.values() {
+                    offer(subscriber, &event);
+                }
                 return;
-            };
-            let event = Arc::new(event);
-            for subscriber in connections.values() {
-                offer(subscriber, &event);
             }
-            return;
+            Audience::AllUsers => {
+                self.deliver_to_all_users(&event);
+                return;
+            }
+            _ => {}
         }
         let Some(members) = self.rooms.get(&event.room) else {
             return;
@@ -172,7 +182,7 @@ impl Hub {
                 Audience::Everyone => true,
                 Audience::AllBut(user) => **user != *subscriber.user,
                 Audience::Revoked(user) => **user == *subscriber.user,
-                Audience::User(_) => false,
+                Audience::User(_) | Audience::AllUsers => false,
                 Audience::Presence(batch) => self.wants(member, batch),
             };
             if wanted {
@@ -195,6 +205,32 @@ impl Hub {
         batch.changes.iter().any(|change| change.user != user)
     }
     // ANCHOR_END: deliver
+
+    /// Offers an [`Audience::AllUsers`] event to every local connection, each user's as an
+    /// event addressed to that user ([`Audience::User`], which a connection forwards whether it
+    /// joined the room or not). One `Arc` per user: such events are rare (a new public room).
+    fn deliver_to_all_users(&self, event: &RoomEvent) {
+        for connections in self.users.iter() {
+            let addressed = Arc::new(RoomEvent {
+                audience: Audience::User(connections.key().clone()),
+                ..event.clone()
+            });
+            for subscriber in connections.values() {
+                offer(subscriber, &addressed);
+            }
+        }
+    }
+}
+
+/// The backends deliver to the hub through this trait, so they never import `ws`.
+impl EventSink for Hub {
+    fn deliver(&self, event: RoomEvent) {
+        Hub::deliver(self, event);
+    }
+
+    fn resync_everyone(&self) {
+        Hub::resync_everyone(self);
+    }
 }
 
 // ANCHOR: offer
@@ -255,6 +291,31 @@ mod tests {
         assert!(!overflow.is_cancelled());
         hub.deliver(event("general", None));
         assert!(overflow.is_cancelled());
+    }
+
+    #[test]
+    fn an_event_for_all_users_reaches_every_connection_each_addressed_to_its_user() {
+        let hub = Hub::new();
+        let mut queues = Vec::new();
+        for user in ["ana", "ana", "bea"] {
+            let (queue, events) = mpsc::channel(4);
+            let subscriber = Subscriber {
+                user: user.into(),
+                queue,
+                overflow: CancellationToken::new(),
+            };
+            hub.connect(ConnId::new_v4(), subscriber);
+            queues.push((user, events));
+        }
+        let room = RoomId::parse("nueva").unwrap();
+        hub.deliver(RoomEvent::rooms_changed(room.clone(), Audience::AllUsers));
+        for (user, events) in &mut queues {
+            let event = events.try_recv().unwrap();
+            assert_eq!(event.audience, Audience::User((*user).into()));
+            assert_eq!(event.frame.as_str(), crate::events::ROOMS_CHANGED_FRAME);
+            assert_eq!(event.room, room);
+            assert!(events.try_recv().is_err());
+        }
     }
 
     #[test]

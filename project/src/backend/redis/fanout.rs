@@ -9,7 +9,8 @@
 //! contain anything (room ids and usernames never contain `\n`):
 //! `room \n message id or empty \n audience \n frame`, where the audience is empty for everyone,
 //! `-user` for everyone but that user, `!user` for that user alone, who loses the room, and
-//! `@user` for every connection of that user, joined to the room or not (a `notification`).
+//! `@user` for every connection of that user, joined to the room or not (a `notification`), and
+//! `*` for every connection of every user (the `rooms_changed` of a new public room).
 //! A window's presence changes ([`PresenceBatch`]) are one event: the audience is
 //! `#node:number` and the frame field holds one line per user, `user frame` (a JSON frame
 //! never contains a raw `\n`, a username never a space).
@@ -26,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::pubsub::{Delivery, Subscription};
 use super::{Keys, store_error};
-use crate::backend::{Audience, Fanout, RoomEvent, StoreError, StoreResult};
+use crate::backend::{
+    Audience, EventSink, Fanout, PresenceBatch, PresenceChange, RoomEvent, StoreError, StoreResult,
+};
 use crate::domain::RoomId;
-use crate::ws::hub::{Hub, PresenceBatch, PresenceChange};
 
 /// Publishes the events that are not stored (presence, typing).
 pub(super) struct RedisFanout {
@@ -66,6 +68,7 @@ fn encode(event: &RoomEvent) -> StoreResult<String> {
         Audience::AllBut(user) => format!("-{user}"),
         Audience::Revoked(user) => format!("!{user}"),
         Audience::User(user) => format!("@{user}"),
+        Audience::AllUsers => "*".to_owned(),
         Audience::Presence(batch) => {
             return encode_presence(&event.room, batch);
         }
@@ -157,6 +160,7 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
                 '-' => Audience::AllBut(user),
                 '!' => Audience::Revoked(user),
                 '@' => Audience::User(user),
+                '*' if user.is_empty() => Audience::AllUsers,
                 _ => return None,
             }
         }
@@ -172,7 +176,7 @@ fn decode(payload: &[u8]) -> Option<RoomEvent> {
 /// This node's subscription to the events channel.
 pub(super) struct Listener {
     subscription: Subscription,
-    hub: Arc<Hub>,
+    sink: Arc<dyn EventSink>,
 }
 
 impl Listener {
@@ -180,10 +184,10 @@ impl Listener {
     pub(super) async fn subscribe(
         client: redis::Client,
         channel: String,
-        hub: Arc<Hub>,
+        sink: Arc<dyn EventSink>,
     ) -> StoreResult<Self> {
         let subscription = Subscription::open(client, channel).await?;
-        Ok(Self { subscription, hub })
+        Ok(Self { subscription, sink })
     }
 
     /// Runs `first` under [`supervise`](crate::supervisor::supervise): if the listener panics
@@ -193,21 +197,21 @@ impl Listener {
         first: Self,
         client: redis::Client,
         channel: String,
-        hub: Arc<Hub>,
+        sink: Arc<dyn EventSink>,
         shutdown: CancellationToken,
     ) {
         let mut first = Some(first);
         let stop = shutdown.clone();
         crate::supervisor::supervise("escucha de eventos de Redis", shutdown, move || {
             let first = first.take();
-            let (client, channel, hub, stop) =
-                (client.clone(), channel.clone(), hub.clone(), stop.clone());
+            let (client, channel, sink, stop) =
+                (client.clone(), channel.clone(), sink.clone(), stop.clone());
             async move {
                 let listener = match first {
                     Some(listener) => listener,
-                    None => match Self::subscribe(client, channel, hub.clone()).await {
+                    None => match Self::subscribe(client, channel, sink.clone()).await {
                         Ok(listener) => {
-                            hub.resync_everyone();
+                            sink.resync_everyone();
                             listener
                         }
                         Err(error) => {
@@ -228,12 +232,12 @@ impl Listener {
         while let Some(delivery) = self.subscription.next(&shutdown).await {
             match delivery {
                 Delivery::Message(payload) => match decode(&payload) {
-                    Some(event) => self.hub.deliver(event),
+                    Some(event) => self.sink.deliver(event),
                     None => tracing::warn!("evento de Redis ilegible; se descarta"),
                 },
                 // Events published while we were away are lost for this node's clients; make
                 // them rejoin with `since`, which fetches exactly those from the history.
-                Delivery::Resubscribed => self.hub.resync_everyone(),
+                Delivery::Resubscribed => self.sink.resync_everyone(),
             }
         }
     }
@@ -269,6 +273,17 @@ mod tests {
             decode(encode(&addressed).unwrap().as_bytes()),
             Some(addressed)
         );
+    }
+
+    #[test]
+    fn an_event_for_every_user_survives_the_wire_format() {
+        let event =
+            RoomEvent::rooms_changed(RoomId::parse("publica-nueva").unwrap(), Audience::AllUsers);
+        let wire = encode(&event).unwrap();
+        assert_eq!(wire, "publica-nueva\n\n*\n{\"type\":\"rooms_changed\"}");
+        assert_eq!(decode(wire.as_bytes()), Some(event));
+        // `*` takes no username: a user named after it would be someone else's audience.
+        assert_eq!(decode(b"general\n\n*ana\n{}"), None);
     }
 
     #[test]
@@ -311,6 +326,7 @@ mod tests {
             "general\n\n€\n{}".as_bytes(),
             "sala-ñ\n\n\n{}".as_bytes(),
             "general\n½\n\n{}".as_bytes(),
+            b"general\n\n*",
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }

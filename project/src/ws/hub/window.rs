@@ -39,34 +39,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Hub;
-use crate::backend::{Audience, ConnId, Fanout, Presence, RoomEvent};
+use crate::backend::{ConnId, Fanout, Presence};
 use crate::domain::RoomId;
+use crate::events::{Audience, PresenceBatch, PresenceChange, RoomEvent};
 use crate::ws::protocol::{self, PresenceStatus, ServerFrame};
 
 /// How long a room must go without a presence change before its window closes.
 pub const QUIET: Duration = Duration::from_millis(50);
 /// The longest a window stays open while changes keep coming.
 pub const LONGEST: Duration = Duration::from_secs(1);
-
-/// The presence changes of one window, as every recipient gets them: one `presence` frame per
-/// user, serialized once and shared by every connection (an `Arc` in the queue item).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceBatch {
-    /// The hub (node) that made the batch.
-    pub origin: uuid::Uuid,
-    /// Its number on that node.
-    pub seq: u64,
-    pub changes: Vec<PresenceChange>,
-}
-
-/// One user's new status in a [`PresenceBatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceChange {
-    /// Whose status changed; their own connections do not get the frame.
-    pub user: String,
-    /// The `presence` frame.
-    pub frame: Utf8Bytes,
-}
 
 /// What a window needs to close: the backends it reads and publishes through, and the server's
 /// tasks and shutdown (the task that closes a room's windows is tracked and stops with it).
@@ -248,7 +229,7 @@ impl Hub {
             seq,
             joiners = batch.joiners.len(),
             changes = batch.changes.len(),
-            "presence window closed"
+            "ventana de presencia cerrada"
         );
         self.answered(room, batch.joiners.iter().map(|(conn, _)| *conn), seq);
         let changes: Vec<PresenceChange> = batch
@@ -280,7 +261,7 @@ impl Hub {
                 frame: Utf8Bytes::default(),
             };
             if let Err(error) = flush.fanout.publish(event).await {
-                tracing::warn!(%error, room = %room, "could not publish presence");
+                tracing::warn!(%error, room = %room, "no se pudo publicar la presencia");
             }
         }
         if batch.joiners.is_empty() {
@@ -295,7 +276,9 @@ impl Hub {
                 }
             }
             // The joiners' answers are dropped: they report the backend unavailable.
-            Err(error) => tracing::warn!(%error, room = %room, "could not read who is online"),
+            Err(error) => {
+                tracing::warn!(%error, room = %room, "no se pudo leer quién está conectado")
+            }
         }
     }
     // ANCHOR_END: close_window
