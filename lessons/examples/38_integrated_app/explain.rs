@@ -119,7 +119,13 @@ async fn lesson_page(State(page): State<Page>) -> Html<String> {
 /// `GET /leccion/status`: las cifras del chat (las mismas que manda el panel en su evento
 /// `stats`, de `chat::dashboard::stats_json`) y los últimos e-mails de la outbox.
 async fn status(State(page): State<Page>) -> Json<Value> {
-    let stats = match chat::dashboard::stats_json(&page.chat).await {
+    // Las cifras salen de tres piezas del estado del chat, no del estado entero.
+    let sources = chat::dashboard::stats::Sources {
+        dashboard: page.chat.dashboard.clone(),
+        backends: page.chat.backends.clone(),
+        jobs: page.chat.jobs.clone(),
+    };
+    let stats = match chat::dashboard::stats_json(&sources).await {
         Ok(stats) => stats,
         Err(error) => json!({ "error": error.to_string() }),
     };
