@@ -5,8 +5,8 @@
 //! integration tests (`tests/api/operations.rs`) check real answers against them.
 //!
 //! A leaf: the handlers name these types in their `#[utoipa::path]` annotations, and
-//! [`crate::openapi`], which lists the handlers, names them too; neither imports the other's
-//! layer backwards.
+//! `openapi.rs`, which lists the handlers, names them too; so the handlers never import the
+//! module that sits above them.
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -16,7 +16,10 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::domain::{Email, Password, Username};
-use crate::jobs::config::JobsConfig;
+
+mod jobs;
+
+pub use jobs::JobsConfig;
 
 /// How many messages each room keeps unless configured (`CHAT_HISTORY_LIMIT`).
 pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;

@@ -18,7 +18,6 @@
 //! The chat never waits for any of this: a sent message is handed over with a `try_send`, and
 //! e-mails are sent by workers, each attempt with a time limit.
 
-pub(crate) mod config;
 pub mod email;
 mod queue;
 pub(crate) mod routes;
@@ -39,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::JobsConfig;
+pub use crate::config::JobsConfig;
 pub use routes::router;
 pub use worker::MONITOR_TASK;
 

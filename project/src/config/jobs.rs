@@ -2,8 +2,8 @@
 //! environment variable, documented in the README's table). The fields' doc comments are
 //! Spanish: clap prints them as `chat --help`, which learners read.
 //!
-//! A leaf: it imports nothing of the crate, so that `config.rs` can flatten it without
-//! depending on the jobs.
+//! Part of the configuration, not of `jobs/`: the jobs read these settings, and the
+//! configuration does not depend on the jobs. It imports nothing of the crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
