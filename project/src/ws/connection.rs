@@ -25,15 +25,19 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
-use super::hub::{self, Subscriber};
+use super::hub::{self, Hub, Subscriber};
 use super::protocol::{self, ClientFrame, ErrorCode, ErrorContext, FrameError, ServerFrame};
-use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::backend::{Audience, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
-use crate::dashboard::activity::Activity;
+use crate::backend::{Audience, Backends, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::connections::Slot;
+use crate::dashboard::Dashboard;
 use crate::domain::{Room, RoomId, now_rfc3339};
+use crate::events::{Activity, ActivityFeed};
+use crate::jobs::Jobs;
 
 /// Frames a connection's outbound queue holds before it counts as a slow consumer. (A window's
 /// presence changes are one item, however many users changed.)
@@ -80,9 +84,32 @@ enum Exit {
     Close(u16, &'static str),
 }
 
+/// What a connection uses of the server: the upgrade handler takes each from the router's state
+/// (`super::upgrade`), and the connection keeps them for as long as it lives.
+pub struct Handles {
+    /// The ping interval and the idle timeout.
+    pub config: Arc<Config>,
+    /// Rooms, history, presence and fan-out.
+    pub backends: Backends,
+    /// This node's subscribers and presence windows.
+    pub hub: Arc<Hub>,
+    /// Joins, leaves and messages, for the dashboard's journal.
+    pub activity: ActivityFeed,
+    /// Counts the open connections for the dashboard.
+    pub dashboard: Dashboard,
+    /// `GET /rooms`, stale after a first join changes a member count.
+    pub cache: Cache,
+    /// Where a message with mentions is handed over.
+    pub jobs: Jobs,
+    /// The presence windows' tasks, which shutdown waits for.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+}
+
 /// The state of one connection.
 struct Connection {
-    state: AppState,
+    server: Handles,
     user: AuthUser,
     id: ConnId,
     /// Rooms joined → the highest message id already sent to the client for that room.
@@ -151,12 +178,22 @@ struct Echo {
     id: u64,
 }
 
-/// Serves one upgraded connection until it closes, then cleans up its rooms and presence.
-pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
-    // `chat_connections` +1 now, -1 when this function ends, however it ends.
-    let _gauge = crate::metrics::ConnectionGauge::open();
-    // Counted in the dashboard's `connections` while this function runs.
-    let _counted = state.dashboard.connection_opened();
+/// Serves one upgraded connection until it closes, then cleans up its rooms and presence; the
+/// connection holds its user's `slot` until then.
+///
+/// Not an `async fn`: a future keeps its arguments for as long as it lives, beside what it
+/// builds from them, so every idle connection would hold the socket and the handles twice
+/// (0.7 KiB). The setup runs here, and the future holds only what it built.
+pub fn run(
+    socket: WebSocket,
+    server: Handles,
+    user: AuthUser,
+    slot: Slot,
+) -> impl Future<Output = ()> + Send + 'static {
+    // `chat_connections` +1 now, -1 when the connection ends, however it ends.
+    let gauge = crate::metrics::ConnectionGauge::open();
+    // Counted in the dashboard's `connections` while the connection lives.
+    let counted = server.dashboard.connection_opened();
     let (queue, events) = mpsc::channel(OUTBOUND_QUEUE);
     let overflow = CancellationToken::new();
     let subscriber = Subscriber {
@@ -166,9 +203,9 @@ pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
     };
     let quota = Quota::per_second(NonZeroU32::MIN.saturating_add(FRAMES_PER_SECOND - 1))
         .allow_burst(NonZeroU32::MIN.saturating_add(FRAME_BURST - 1));
-    let (mut socket, stream) = socket.split();
-    let (arrived, mut arrivals) = mpsc::channel(INBOUND_QUEUE);
-    // Aborted when this function ends, however it ends (even cancelled).
+    let (socket, stream) = socket.split();
+    let (arrived, arrivals) = mpsc::channel(INBOUND_QUEUE);
+    // Aborted when the connection ends, however it ends (even cancelled).
     let reader = AbortOnDropHandle::new(tokio::spawn(read_frames(
         stream,
         RateLimiter::direct(quota),
@@ -180,76 +217,93 @@ pub async fn run(socket: WebSocket, state: AppState, user: AuthUser) {
         subscriber,
         events,
         user,
-        state,
+        server,
     };
-    connection.connect().await;
-    tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket conectado");
+    async move {
+        let _held = (slot, gauge, counted);
+        connection.serve(socket, arrivals, reader, overflow).await;
+    }
+}
 
-    let shutdown = connection.state.shutdown.clone();
-    let idle_timeout = connection.state.config.idle_timeout();
-    let mut pings = tokio::time::interval(connection.state.config.ping_interval());
-    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    pings.tick().await;
-    let mut last_heard = Instant::now();
+impl Connection {
+    /// Runs the connection's loop until it ends, then leaves its rooms and says goodbye.
+    async fn serve(
+        &mut self,
+        mut socket: Sink,
+        mut arrivals: mpsc::Receiver<Box<Arrival>>,
+        reader: AbortOnDropHandle<()>,
+        overflow: CancellationToken,
+    ) {
+        self.connect().await;
+        tracing::debug!(user = %self.user.username, conn = %self.id, "websocket conectado");
 
-    // ANCHOR: connection_loop
-    let exit = loop {
-        // Both answers are boxed: a task keeps room for the deepest `.await` it may reach (a
-        // join's history and presence window), idle or not. Boxed, an idle connection holds only
-        // the waits below, and answering costs one allocation per frame or batch of events.
-        let step = async {
-            tokio::select! {
-                arrival = arrivals.recv() => {
-                    // The reader ends after the read that ends the connection: none left is gone.
-                    let arrival = arrival.map_or_else(Arrival::gone, |arrival| *arrival);
-                    last_heard = arrival.at;
-                    Box::pin(connection.on_incoming(&mut socket, arrival)).await
+        let shutdown = self.server.shutdown.clone();
+        let idle_timeout = self.server.config.idle_timeout();
+        let mut pings = tokio::time::interval(self.server.config.ping_interval());
+        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        pings.tick().await;
+        let mut last_heard = Instant::now();
+
+        // ANCHOR: connection_loop
+        let exit = loop {
+            // Both answers are boxed: a task keeps room for the deepest `.await` it may reach (a
+            // join's history and presence window), idle or not. Boxed, an idle connection holds only
+            // the waits below, and answering costs one allocation per frame or batch of events.
+            let step = async {
+                tokio::select! {
+                    arrival = arrivals.recv() => {
+                        // The reader ends after the read that ends the connection: none left is gone.
+                        let arrival = arrival.map_or_else(Arrival::gone, |arrival| *arrival);
+                        last_heard = arrival.at;
+                        Box::pin(self.on_incoming(&mut socket, arrival)).await
+                    }
+                    Some(event) = self.events.recv() => Box::pin(self.forward_queued(&mut socket, event)).await,
+                    _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
+                    // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
+                    _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
+                        Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
+                    }
                 }
-                Some(event) = connection.events.recv() => Box::pin(connection.forward_queued(&mut socket, event)).await,
-                _ = pings.tick() => send(&mut socket, Message::Ping(Default::default())).await,
-                // Any frame, pongs included, proves the peer is alive and pushes this deadline back.
-                _ = tokio::time::sleep_until(last_heard + idle_timeout) => {
-                    Err(Exit::Close(close::GOING_AWAY, "sin actividad: conexión cerrada"))
-                }
+            };
+            // A write to a peer that stops reading waits until it reads again, maybe forever: the
+            // step races shutdown and overflow, so such a peer cannot keep its connection open.
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "el servidor se está reiniciando")),
+                _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "reconecta y únete con since para recuperar lo perdido")),
+                step = step => step,
+            };
+            if let Err(exit) = step {
+                break exit;
             }
         };
-        // A write to a peer that stops reading waits until it reads again, maybe forever: the
-        // step races shutdown and overflow, so such a peer cannot keep its connection open.
-        let step = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => Err(Exit::Close(close::GOING_AWAY, "el servidor se está reiniciando")),
-            _ = overflow.cancelled() => Err(Exit::Close(close::TRY_AGAIN_LATER, "reconecta y únete con since para recuperar lo perdido")),
-            step = step => step,
-        };
-        if let Err(exit) = step {
-            break exit;
-        }
-    };
-    // ANCHOR_END: connection_loop
-    drop(reader);
+        // ANCHOR_END: connection_loop
+        drop(reader);
 
-    // Leave first: the rooms must not wait for a peer that may never read its close frame.
-    // Unreachable for mentions first, so whoever sees this user leave a room also knows that a
-    // mention now becomes an e-mail.
-    connection.disconnect().await;
-    connection.leave_all().await;
-    // The peer may be gone, or not reading: it gets as long as a silent peer would.
-    match exit {
-        Exit::Gone => {}
-        // Flushing writes the queued answer; tungstenite then reports the connection closed.
-        Exit::PeerClosed => {
-            let _ = tokio::time::timeout(idle_timeout, socket.flush()).await;
+        // Leave first: the rooms must not wait for a peer that may never read its close frame.
+        // Unreachable for mentions first, so whoever sees this user leave a room also knows that a
+        // mention now becomes an e-mail.
+        self.disconnect().await;
+        self.leave_all().await;
+        // The peer may be gone, or not reading: it gets as long as a silent peer would.
+        match exit {
+            Exit::Gone => {}
+            // Flushing writes the queued answer; tungstenite then reports the connection closed.
+            Exit::PeerClosed => {
+                let _ = tokio::time::timeout(idle_timeout, socket.flush()).await;
+            }
+            Exit::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from_static(reason),
+                };
+                let _ =
+                    tokio::time::timeout(idle_timeout, socket.send(Message::Close(Some(frame))))
+                        .await;
+            }
         }
-        Exit::Close(code, reason) => {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let _ =
-                tokio::time::timeout(idle_timeout, socket.send(Message::Close(Some(frame)))).await;
-        }
+        tracing::debug!(user = %self.user.username, conn = %self.id, "websocket cerrado");
     }
-    tracing::debug!(user = %connection.user.username, conn = %connection.id, "websocket cerrado");
 }
 
 /// Longest a single write may wait for a peer that stopped reading. In a busy room the queue
@@ -442,16 +496,16 @@ impl Connection {
         already_joined: bool,
     ) -> Result<(), FrameError> {
         let room_id = room_id.clone();
-        let backends = &self.state.backends;
+        let backends = &self.server.backends;
         let mut window = None;
         if !already_joined {
             // Subscribe first, so nothing published from now on is missed; what arrives before
             // `joined` waits in the queue.
-            self.state
+            self.server
                 .hub
                 .subscribe(&room_id, self.id, self.subscriber.clone());
             self.joined.insert(room_id.clone(), 0);
-            self.state
+            self.server
                 .activity
                 .record(Activity::join(room_id.as_str(), &self.user.username));
             let new_member = backends
@@ -461,7 +515,7 @@ impl Connection {
                 .map_err(unavailable)?;
             if new_member {
                 // A first join of a public room: its member count in `GET /rooms` grew.
-                self.state.cache.invalidate_rooms().await;
+                self.server.cache.invalidate_rooms().await;
             }
             let first = backends
                 .presence
@@ -470,7 +524,7 @@ impl Connection {
                 .map_err(unavailable)?;
             let first = first.then_some(self.user.username.as_str());
             window = Some(
-                self.state
+                self.server
                     .hub
                     .join_window(&room_id, self.id, first, &self.flush()),
             );
@@ -567,7 +621,7 @@ impl Connection {
             ts: now_rfc3339(),
         };
         let appended = self
-            .state
+            .server
             .backends
             .messages
             .append(draft)
@@ -579,7 +633,7 @@ impl Connection {
             Ok(None)
         } else {
             crate::metrics::message_stored();
-            self.state.activity.record(Activity::message(
+            self.server.activity.record(Activity::message(
                 room,
                 &self.user.username,
                 appended.frame.id,
@@ -587,7 +641,7 @@ impl Connection {
             if let Some((room_id, text)) = mentions {
                 // Queued, never awaited: notifications and e-mails happen off this path.
                 let author = &self.user.username;
-                self.state
+                self.server
                     .jobs
                     .message_sent(room_id, appended.frame.id, author, text);
             }
@@ -611,7 +665,7 @@ impl Connection {
             audience: Audience::AllBut(self.user.username.clone()),
             frame: frame.into(),
         };
-        self.state
+        self.server
             .backends
             .fanout
             .publish(event)
@@ -680,7 +734,7 @@ impl Connection {
     /// The room id if the room exists and the user may join it (`not_found`, `not_member`).
     async fn room_the_user_may_use(&self, room: &str) -> Result<RoomId, FrameError> {
         let (room_id, stored) = self.existing_room(room).await?;
-        let backends = &self.state.backends;
+        let backends = &self.server.backends;
         if stored.private
             && !backends
                 .rooms
@@ -702,7 +756,7 @@ impl Connection {
             || FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"));
         let room_id = RoomId::parse(room).map_err(|_| not_found())?;
         let stored = self
-            .state
+            .server
             .backends
             .rooms
             .room(&room_id)
@@ -744,7 +798,7 @@ impl Connection {
         let room_id = self.joined_room(room_id.as_str())?;
         let allowed = !stored.private
             || self
-                .state
+                .server
                 .backends
                 .rooms
                 .is_member(&room_id, &self.user.username)
@@ -762,14 +816,14 @@ impl Connection {
     // ANCHOR_END: check_still_allowed
 
     async fn leave_room(&mut self, room_id: &RoomId) {
-        self.state.hub.unsubscribe(room_id, self.id);
+        self.server.hub.unsubscribe(room_id, self.id);
         if self.joined.remove(room_id).is_some() {
-            self.state
+            self.server
                 .activity
                 .record(Activity::leave(room_id.as_str(), &self.user.username));
         }
         match self
-            .state
+            .server
             .backends
             .presence
             .leave(room_id, &self.user.username, self.id)
@@ -777,7 +831,7 @@ impl Connection {
         {
             Ok(true) => {
                 let user = &self.user.username;
-                self.state.hub.left_window(room_id, user, &self.flush());
+                self.server.hub.left_window(room_id, user, &self.flush());
             }
             Ok(false) => {}
             Err(error) => {
@@ -788,18 +842,18 @@ impl Connection {
 
     /// Makes the connection reachable by user-addressed events (mentions) on any node.
     async fn connect(&self) {
-        let (user, state) = (&self.user.username, &self.state);
-        state.hub.connect(self.id, self.subscriber.clone());
-        if let Err(error) = state.backends.presence.connect(user, self.id).await {
+        let (user, server) = (&self.user.username, &self.server);
+        server.hub.connect(self.id, self.subscriber.clone());
+        if let Err(error) = server.backends.presence.connect(user, self.id).await {
             tracing::warn!(%error, "no se pudo registrar una conexión");
         }
     }
 
     /// Undoes [`Connection::connect`].
     async fn disconnect(&self) {
-        let (user, state) = (&self.user.username, &self.state);
-        state.hub.disconnect(user, self.id);
-        if let Err(error) = state.backends.presence.disconnect(user, self.id).await {
+        let (user, server) = (&self.user.username, &self.server);
+        server.hub.disconnect(user, self.id);
+        if let Err(error) = server.backends.presence.disconnect(user, self.id).await {
             tracing::warn!(%error, "no se pudo registrar una desconexión");
         }
     }
@@ -814,10 +868,10 @@ impl Connection {
     /// What the hub's presence windows need from this server.
     fn flush(&self) -> hub::Flush {
         hub::Flush {
-            presence: self.state.backends.presence.clone(),
-            fanout: self.state.backends.fanout.clone(),
-            tasks: self.state.tasks.clone(),
-            shutdown: self.state.shutdown.clone(),
+            presence: self.server.backends.presence.clone(),
+            fanout: self.server.backends.fanout.clone(),
+            tasks: self.server.tasks.clone(),
+            shutdown: self.server.shutdown.clone(),
         }
     }
 }

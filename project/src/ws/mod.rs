@@ -1,24 +1,41 @@
 //! The WebSocket endpoint `/ws`: the upgrade (Origin check, then authentication), the protocol
 //! frames, the per-connection loop and the local hub.
+//!
+//! The upgrade handler takes from the router's state only the handles it uses (`FromRef`), and
+//! builds the connection's [`connection::Handles`] from them: nothing here knows the server that
+//! assembles the router.
 
 pub mod connection;
 pub mod hub;
 pub mod origin;
 pub mod protocol;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{FromRef, FromRequestParts, State, WebSocketUpgrade};
 use axum::http::header::{HOST, ORIGIN};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::app::AppState;
-use crate::auth::AuthUser;
+use self::connection::Handles;
+use self::hub::Hub;
+use self::origin::OriginPolicy;
+use crate::auth::tokens::Tokens;
+use crate::auth::{AuthUser, TokenPlace};
+use crate::backend::Backends;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::connections::{Slot, UserConnections};
+use crate::dashboard::Dashboard;
 use crate::error::ApiError;
+use crate::events::ActivityFeed;
+use crate::jobs::Jobs;
+use crate::server::OpenFiles;
 
 /// Largest message (after reassembling fragments) and frame a client may send: 64 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -34,45 +51,78 @@ const READ_BUFFER: usize = 1024;
 /// (up to 6 bytes each when JSON escapes them): about 25 MiB.
 const MAX_WRITE_BUFFER: usize = 32 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+/// The `/ws` route, for any router state that provides the handles [`upgrade`] takes.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<OriginPolicy>: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+    OpenFiles: FromRef<S>,
+    UserConnections: FromRef<S>,
+    Arc<Config>: FromRef<S>,
+    Backends: FromRef<S>,
+    Arc<Hub>: FromRef<S>,
+    ActivityFeed: FromRef<S>,
+    Dashboard: FromRef<S>,
+    Cache: FromRef<S>,
+    Jobs: FromRef<S>,
+    TaskTracker: FromRef<S>,
+    CancellationToken: FromRef<S>,
+{
     Router::new().route("/ws", get(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
-struct WsQuery {
-    token: Option<String>,
+// ANCHOR: upgrade
+/// The caller of `/ws`, checked in the contract's order: an `Origin` the server allows, when
+/// there is one (else 403), then a valid token from `Authorization: Bearer` or `?token=`, which
+/// is all a browser's `WebSocket` can send (else 401).
+struct Caller(AuthUser);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<OriginPolicy>: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(origin) = parts.headers.get(ORIGIN) {
+            let host = parts.headers.get(HOST).and_then(|host| host.to_str().ok());
+            let origins = Arc::<OriginPolicy>::from_ref(state);
+            let allowed = origin
+                .to_str()
+                .is_ok_and(|origin| origins.allows(origin, host));
+            if !allowed {
+                return Err(ApiError::Forbidden("origen no permitido".into()));
+            }
+        }
+        let tokens = Arc::<Tokens>::from_ref(state);
+        AuthUser::from_token(parts, &tokens, TokenPlace::HeaderOrQuery).map(Self)
+    }
 }
 
-// ANCHOR: upgrade
-/// Checks the Origin (403), then the token (401), and only then upgrades.
+/// Checks the Origin (403), then the token (401), and only then upgrades. Takes each handle the
+/// connection uses from the router's state, and nothing else.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one `State` per handle the connection uses, which is the point"
+)]
 async fn upgrade(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<WsQuery>, QueryRejection>,
+    Caller(user): Caller,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    State(open_files): State<OpenFiles>,
+    State(connections): State<UserConnections>,
+    State(config): State<Arc<Config>>,
+    State(backends): State<Backends>,
+    State(hub): State<Arc<Hub>>,
+    State(activity): State<ActivityFeed>,
+    State(dashboard): State<Dashboard>,
+    State(cache): State<Cache>,
+    State(jobs): State<Jobs>,
+    State(tasks): State<TaskTracker>,
+    State(shutdown): State<CancellationToken>,
 ) -> Response {
-    if let Some(origin) = headers.get(ORIGIN) {
-        let host = headers.get(HOST).and_then(|host| host.to_str().ok());
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|origin| state.origins.allows(origin, host));
-        if !allowed {
-            return ApiError::Forbidden("origen no permitido".into()).into_response();
-        }
-    }
-    let header_token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
-    let token = header_token.or_else(|| query.ok().and_then(|Query(query)| query.token));
-    let Some(user) = token
-        .as_deref()
-        .and_then(|token| state.tokens.verify(token))
-    else {
-        return ApiError::bad_token().into_response();
-    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -84,17 +134,28 @@ async fn upgrade(
     };
     // Capacity, before the upgrade: the process's open files (a WebSocket holds a descriptor for
     // as long as it lives), then the user's own connections across every node.
-    if state.open_files.near_limit() {
+    if open_files.near_limit() {
         return ApiError::Unavailable(
             "el servidor no admite más conexiones ahora; inténtalo más tarde".into(),
         )
         .into_response();
     }
-    let slot = match state.connections.acquire(&user.username).await {
+    let slot = match connections.acquire(&user.username).await {
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    accept(upgrade, state, user, slot)
+    let server = Handles {
+        config,
+        backends,
+        hub,
+        activity,
+        dashboard,
+        cache,
+        jobs,
+        tasks,
+        shutdown,
+    };
+    accept(upgrade, server, user, slot)
 }
 // ANCHOR_END: upgrade
 
@@ -102,13 +163,11 @@ async fn upgrade(
 /// Replaces tungstenite's generous defaults (64 MiB messages, 16 MiB frames, unbounded write
 /// buffer) with the contract's limits, and runs the connection as a task the server tracks.
 /// The connection holds its user's `slot` until it ends (or until a failed upgrade drops it).
-fn accept(
-    upgrade: WebSocketUpgrade,
-    state: AppState,
-    user: AuthUser,
-    slot: crate::connections::Slot,
-) -> Response {
-    let tasks = state.tasks.clone();
+fn accept(upgrade: WebSocketUpgrade, server: Handles, user: AuthUser, slot: Slot) -> Response {
+    let tasks = server.tasks.clone();
+    // The callback stays in the upgrade's task for as long as the connection lives, even after
+    // it ran: it holds one pointer to what it hands over, not a second copy of the handles.
+    let start = Box::new((server, user, slot));
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
@@ -116,10 +175,8 @@ fn accept(
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| {
-            tasks.track_future(async move {
-                let _slot = slot;
-                connection::run(socket, state, user).await;
-            })
+            let (server, user, slot) = *start;
+            tasks.track_future(connection::run(socket, server, user, slot))
         })
 }
 // ANCHOR_END: accept
