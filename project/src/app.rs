@@ -95,6 +95,7 @@ impl App {
         let hub = Arc::new(Hub::new());
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let supervisor = Supervisor::new();
         let backends = match &config.redis_url {
             None => backend::memory::backends_keeping(hub.clone(), config.history_limit()),
             Some(url) => {
@@ -105,6 +106,7 @@ impl App {
                     hub.clone(),
                     &tasks,
                     shutdown.clone(),
+                    &supervisor,
                 )
                 .await?
             }
@@ -129,13 +131,13 @@ impl App {
                     config.connection_lease(),
                     &tasks,
                     shutdown.clone(),
+                    &supervisor,
                 )
                 .await?
             }
         };
         let open_files = OpenFiles::measure(config.fd_reserve);
         let (activity, activity_events) = ActivityFeed::channel();
-        let supervisor = Supervisor::new();
         let dashboard = Dashboard::build(&config, &tasks, shutdown.clone(), &supervisor).await?;
         let (jobs, job_workers, sent_messages) =
             Jobs::build(&config, activity.clone(), &tasks, shutdown.clone()).await?;

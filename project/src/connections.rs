@@ -24,6 +24,10 @@ use tokio_util::task::TaskTracker;
 use crate::backend::StoreResult;
 use crate::backend::redis::store_error;
 use crate::error::ApiError;
+use crate::supervisor::Supervisor;
+
+/// The supervised task that refreshes this node's connection slots in Redis.
+pub const HEARTBEAT_TASK: &str = "latido de las plazas de conexión";
 
 /// What a refused client is told to wait: a slot frees only when one of the user's other
 /// connections closes, which nobody can predict; a few seconds keeps retries calm.
@@ -59,8 +63,8 @@ impl UserConnections {
     }
 
     /// Counts in Redis, shared by every node with the same `prefix`. Each slot lives `lease`
-    /// without a refresh; the heartbeat (spawned on `tasks`, stopped by `shutdown`) refreshes
-    /// this node's slots every third of it.
+    /// without a refresh; the heartbeat (spawned on `tasks` under the app's `supervisor`, stopped
+    /// by `shutdown`) refreshes this node's slots every third of it.
     pub async fn redis(
         url: &str,
         prefix: &str,
@@ -68,6 +72,7 @@ impl UserConnections {
         lease: Duration,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
+        supervisor: &Supervisor,
     ) -> StoreResult<Self> {
         let (_, conn) = crate::backend::redis::connect(url).await?;
         let slots = Arc::new(RedisSlots {
@@ -78,11 +83,9 @@ impl UserConnections {
         });
         let heartbeat = slots.clone();
         let stop = shutdown.clone();
-        tasks.spawn(crate::supervisor::supervise(
-            "latido de las plazas de conexión",
-            shutdown,
-            move || heartbeat.clone().heartbeat(stop.clone()),
-        ));
+        supervisor.spawn(tasks, HEARTBEAT_TASK, shutdown, move || {
+            heartbeat.clone().heartbeat(stop.clone())
+        });
         Ok(Self {
             max,
             inner: Inner::Redis(slots),

@@ -71,8 +71,10 @@ impl Supervisor {
     }
 
     /// Runs the task that `start` makes until `shutdown` is cancelled, making and running a new
-    /// one each time it panics or returns while the server is still running (see [`supervise`]).
-    /// Its failures in a row are kept for `/ready`.
+    /// one each time it panics or returns while the server is still running. `start` is called
+    /// again for every restart, so it decides how to resume (a listener resubscribes and tells
+    /// its users they may have missed events). Each task must itself return soon after
+    /// `shutdown`. Its failures in a row are kept for `/ready`.
     pub(crate) async fn run<F, Fut>(
         &self,
         name: &'static str,
@@ -181,20 +183,6 @@ impl Supervisor {
     }
 }
 
-/// Runs the task that `start` makes until `shutdown` is cancelled, making and running a new one
-/// each time it panics or returns while the server is still running. `start` is called again
-/// for every restart, so it decides how to resume (a listener resubscribes and tells its users
-/// they may have missed events). Each task must itself return soon after `shutdown`.
-///
-/// Its failures are logged but reported to no `/ready`: prefer [`Supervisor::run`].
-pub(crate) async fn supervise<F, Fut>(name: &'static str, shutdown: CancellationToken, start: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Supervisor::new().run(name, shutdown, start).await;
-}
-
 async fn run_supervised<F, Fut>(
     supervisor: &Supervisor,
     name: &'static str,
@@ -268,6 +256,15 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+
+    /// Runs `start` under a supervisor of its own.
+    async fn supervise<F, Fut>(name: &'static str, shutdown: CancellationToken, start: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Supervisor::new().run(name, shutdown, start).await;
+    }
 
     /// Starts a supervised task that reports each start on a channel, and fails on its first
     /// runs as `fail` says; the rest wait for shutdown.

@@ -46,6 +46,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{EventSink, HealthCheck, StoreError, StoreResult};
+use crate::supervisor::Supervisor;
+
+/// The supervised task that hands the events of the Redis channel to this node's hub.
+pub const LISTENER_TASK: &str = "escucha de eventos de Redis";
+/// The supervised task that keeps this node's connections in the Redis presence.
+pub const PRESENCE_HEARTBEAT_TASK: &str = "latido de presencia";
 
 /// How long one command may wait for Redis before it fails as `Unavailable`. The library's
 /// default (0.5 s) is tight for a busy test machine; a stuck request should still fail fast.
@@ -63,7 +69,8 @@ const CONNECT_RETRIES: usize = 1;
 /// Connects to Redis and builds every backend on it. `prefix` namespaces every key and channel
 /// (default "chat"; tests use a unique one per app so that apps can share a server, and two nodes
 /// of one cluster use the same one). Background tasks (the pub/sub listener, the presence
-/// heartbeat) are spawned on `tasks` and stop when `shutdown` is cancelled.
+/// heartbeat) are spawned on `tasks` under the app's `supervisor` (which restarts them and tells
+/// `/ready` about those that keep failing) and stop when `shutdown` is cancelled.
 ///
 /// Returns only once the listener is subscribed, so an event published right after start-up
 /// reaches this node's hub.
@@ -73,9 +80,10 @@ pub async fn backends(
     sink: Arc<dyn EventSink>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
+    supervisor: &Supervisor,
 ) -> Result<super::Backends, StoreError> {
     let limit = crate::config::DEFAULT_HISTORY_LIMIT;
-    backends_keeping(url, prefix, limit, sink, tasks, shutdown).await
+    backends_keeping(url, prefix, limit, sink, tasks, shutdown, supervisor).await
 }
 
 /// Like [`backends`], keeping the newest `history_limit` messages of each room (at least one).
@@ -86,6 +94,7 @@ pub async fn backends_keeping(
     sink: Arc<dyn EventSink>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
+    supervisor: &Supervisor,
 ) -> Result<super::Backends, StoreError> {
     let (client, conn) = connect(url).await?;
     let keys = Keys::new(prefix);
@@ -93,21 +102,15 @@ pub async fn backends_keeping(
     // Both tasks are supervised: without the listener this node would deliver no more events,
     // without the heartbeat its users would drop out of presence.
     let listener = fanout::Listener::subscribe(client.clone(), keys.events(), sink.clone()).await?;
-    tasks.spawn(fanout::Listener::supervised(
-        listener,
-        client,
-        keys.events(),
-        sink,
-        shutdown.clone(),
-    ));
+    let restarts =
+        fanout::Listener::restarts(listener, client, keys.events(), sink, shutdown.clone());
+    supervisor.spawn(tasks, LISTENER_TASK, shutdown.clone(), restarts);
     let presence = Arc::new(presence::RedisPresence::new(conn.clone(), keys.clone()));
     let heartbeat = presence.clone();
     let stop = shutdown.clone();
-    tasks.spawn(crate::supervisor::supervise(
-        "latido de presencia",
-        shutdown,
-        move || heartbeat.clone().heartbeat(stop.clone()),
-    ));
+    supervisor.spawn(tasks, PRESENCE_HEARTBEAT_TASK, shutdown, move || {
+        heartbeat.clone().heartbeat(stop.clone())
+    });
 
     Ok(super::Backends {
         users: Arc::new(store::RedisUsers::new(conn.clone(), keys.clone())),

@@ -55,10 +55,16 @@ async fn redis_node(url: &str, prefix: &str) -> Node {
     let hub = Arc::new(Hub::new());
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let backends =
-        chat::backend::redis::backends(url, prefix, hub.clone(), &tasks, shutdown.clone())
-            .await
-            .expect("the Redis backend should connect to the test server");
+    let backends = chat::backend::redis::backends(
+        url,
+        prefix,
+        hub.clone(),
+        &tasks,
+        shutdown.clone(),
+        &Default::default(),
+    )
+    .await
+    .expect("the Redis backend should connect to the test server");
     Node {
         backends,
         hub,
@@ -797,8 +803,15 @@ async fn connecting_to_no_redis_is_unavailable() {
         .unwrap()
         .port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let result =
-        chat::backend::redis::backends(&url, "x", hub, &tasks, CancellationToken::new()).await;
+    let result = chat::backend::redis::backends(
+        &url,
+        "x",
+        hub,
+        &tasks,
+        CancellationToken::new(),
+        &Default::default(),
+    )
+    .await;
     assert!(matches!(result, Err(StoreError::Unavailable(_))));
 }
 

@@ -321,3 +321,40 @@ async fn a_node_that_shuts_down_announces_its_users_offline_on_the_other() {
         json!({ "type": "presence", "room": "general", "user": "ana", "status": "offline" })
     );
 }
+
+#[tokio::test]
+async fn the_redis_listener_runs_under_the_apps_supervisor_and_delivers_again_after_a_panic() {
+    // Arrange: bea on B in general; B's listener is one of its app's supervised tasks.
+    let Some(config) = test_config(Backend::Redis).await else {
+        return;
+    };
+    let a = spawn_app_with(config.clone()).await;
+    let (b, state) = spawn_app_with_state(config).await;
+    let task = chat::backend::redis::LISTENER_TASK;
+    assert!(
+        state.supervisor.task_names().contains(&task),
+        "{:?}",
+        state.supervisor.task_names()
+    );
+    let bea_token = b.signup("bea").await;
+    let mut bea = b.ws(&bea_token).await;
+    bea.join("general").await;
+
+    // Act: the listener panics, as a bug in it would.
+    state.supervisor.inject_panic(task, 1);
+
+    // Assert: the new listener makes B's clients rejoin (they may have missed events), the
+    // failure is counted where `/ready` reads it, and B delivers A's messages again.
+    let close = bea.closed().await;
+    assert_eq!(
+        close.map(|frame| frame.code),
+        Some(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Again)
+    );
+    assert_eq!(state.supervisor.restarts(task), 1);
+    let mut bea = b.ws(&bea_token).await;
+    bea.join("general").await;
+    let mut ana = a.connected("ana").await;
+    ana.join("general").await;
+    let sent = ana.say("general", "otra vez").await;
+    assert_eq!(bea.recv_type("message").await, sent);
+}

@@ -21,6 +21,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
@@ -190,22 +192,26 @@ impl Listener {
         Ok(Self { subscription, sink })
     }
 
-    /// Runs `first` under [`supervise`](crate::supervisor::supervise): if the listener panics
-    /// or stops before `shutdown`, a new one subscribes (after a growing wait) and this node's
-    /// clients are told to rejoin with `since`, which fetches the events missed meanwhile.
-    pub(super) async fn supervised(
+    /// What the app's [`Supervisor`](crate::supervisor::Supervisor) runs: `first`, and after a
+    /// failure (the listener panicked, or stopped before `shutdown`) a new subscription, after
+    /// which this node's clients are told to rejoin with `since`, which fetches the events
+    /// missed meanwhile.
+    pub(super) fn restarts(
         first: Self,
         client: redis::Client,
         channel: String,
         sink: Arc<dyn EventSink>,
         shutdown: CancellationToken,
-    ) {
+    ) -> impl FnMut() -> BoxFuture<'static, ()> + Send + 'static {
         let mut first = Some(first);
-        let stop = shutdown.clone();
-        crate::supervisor::supervise("escucha de eventos de Redis", shutdown, move || {
+        move || {
             let first = first.take();
-            let (client, channel, sink, stop) =
-                (client.clone(), channel.clone(), sink.clone(), stop.clone());
+            let (client, channel, sink, stop) = (
+                client.clone(),
+                channel.clone(),
+                sink.clone(),
+                shutdown.clone(),
+            );
             async move {
                 let listener = match first {
                     Some(listener) => listener,
@@ -222,8 +228,8 @@ impl Listener {
                 };
                 listener.run(stop).await;
             }
-        })
-        .await;
+            .boxed()
+        }
     }
 
     // ANCHOR: listener_run
