@@ -184,6 +184,13 @@ async fn create_room(
         return Err(error.into());
     }
     cache.invalidate_rooms().await;
+    // A public room is new to everyone; a private one only to its creator (on their other tabs).
+    let audience = if room.private {
+        Audience::User(caller.username.clone())
+    } else {
+        Audience::AllUsers
+    };
+    rooms_changed(&backends, &room_id, audience).await;
     tracing::info!(room = %room_id, user = %caller.username, private = room.private, "sala creada");
     Ok((StatusCode::CREATED, Json(summary(&backends, room).await?)))
 }
@@ -336,6 +343,8 @@ async fn invite(
     if added {
         // The invitee now sees the room, and its member count grew.
         cache.invalidate_rooms().await;
+        let invitee = Audience::User(username.as_str().to_owned());
+        rooms_changed(&backends, &room_id, invitee).await;
     }
     let status = if added {
         StatusCode::CREATED
@@ -387,6 +396,8 @@ async fn remove_member(
         )));
     }
     cache.invalidate_rooms().await;
+    // Before the `left`, so that a connection in the room has heard everything once it has that.
+    rooms_changed(&backends, &room_id, Audience::User(username.clone())).await;
     let left = crate::ws::protocol::to_json(&crate::ws::protocol::ServerFrame::Left {
         room: room_id.as_str(),
     });
@@ -399,4 +410,15 @@ async fn remove_member(
     backends.fanout.publish(revoke).await?;
     tracing::info!(room = %room_id, user = %username, by = %caller.username, "miembro quitado");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells the users whose list of rooms changed (`rooms_changed`, an extension of the contract:
+/// see `PROTOCOL.md`), on every node, after the `GET /rooms` cache was invalidated. It is only a
+/// hint to list the rooms again (clients also poll), so a failure to publish is logged and the
+/// request, whose change is already stored, still succeeds.
+async fn rooms_changed(backends: &Backends, room: &RoomId, audience: Audience) {
+    let event = RoomEvent::rooms_changed(room.clone(), audience);
+    if let Err(error) = backends.fanout.publish(event).await {
+        tracing::warn!(%error, room = %room, "no se pudo avisar de que cambió la lista de salas");
+    }
 }

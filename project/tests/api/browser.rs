@@ -591,14 +591,12 @@ async fn the_chat_and_the_dashboard_have_an_icon() {
         .await;
 }
 
-/// When the server says `rooms_changed` (the rooms I can see changed), the client asks for
-/// `GET /rooms` again and lists the new room at once; a frame type it does not know is ignored
-/// and the page keeps working. The server does not send `rooms_changed` yet: the test hands
-/// the frames to the client's frame handler (`handleFrame`, what the socket's `onmessage`
-/// calls), and stops the client's 30 s poll so that only the frame can bring the room.
+/// A frame type the client does not know is ignored and the page keeps working, as the contract
+/// asks of clients. (The server's `rooms_changed`, which the client does know:
+/// `the_room_list_follows_the_servers_rooms_changed`.)
 #[tokio::test]
-async fn a_rooms_changed_frame_makes_the_client_list_the_rooms_again() {
-    let Some(mut browsers) = Browsers::start("rooms_changed_client").await else {
+async fn a_frame_of_an_unknown_type_is_ignored_and_the_page_keeps_working() {
+    let Some(mut browsers) = Browsers::start("unknown_frame_type").await else {
         return;
     };
     let app = spawn_app(Backend::Memory).await.unwrap();
@@ -606,26 +604,17 @@ async fn a_rooms_changed_frame_makes_the_client_list_the_rooms_again() {
 
     browsers
         .run(async {
-            // Arrange: ana in the web client, without its poll; bea creates a room.
+            // Arrange
             page.register("ana").await;
-            page.js("clearInterval(state.roomsTimer);", json!([])).await;
-            let bea = app.signup("bea").await;
-            let created = app.create_room(&bea, "recien-creada", false).await;
-            assert_eq!(created.status, 201, "{created:?}");
-            let listed = "return document.querySelector('#room-list [data-room=\"recien-creada\"]') !== null;";
-            assert_eq!(page.js(listed, json!([])).await, json!(false));
 
-            // Act
+            // Act: the frame as the socket's `onmessage` hands it over.
             page.js(
-                "handleFrame(JSON.stringify({ type: 'un_tipo_nuevo', room: 'general' }));
-                handleFrame(JSON.stringify({ type: 'rooms_changed' }));",
+                "handleFrame(JSON.stringify({ type: 'un_tipo_nuevo', room: 'general' }));",
                 json!([]),
             )
             .await;
 
-            // Assert: the room is listed, and the chat still works.
-            page.wait_for("la sala recien-creada en #room-list", listed, json!([]))
-                .await;
+            // Assert: the chat still works.
             page.type_keys("sigo aquí").await;
             page.click("#send-button").await;
             page.wait_for_message("sigo aquí").await;
@@ -697,6 +686,68 @@ async fn removed_from_the_private_room_on_screen_the_client_moves_to_general() {
                 "el aviso «Ya no eres miembro de #privada.»",
                 TEXT_HAS,
                 json!(["#toasts", "Ya no eres miembro de #privada."]),
+            )
+            .await;
+        })
+        .await;
+}
+
+/// When the rooms someone can see change, their web client lists them at once, with no reload
+/// and without its 30 s poll (stopped here): the server's `rooms_changed` frame. A public room
+/// created by someone else appears; a private room appears when they are added to it, and goes
+/// when they are removed from it.
+#[tokio::test]
+async fn the_room_list_follows_the_servers_rooms_changed() {
+    let Some(mut browsers) = Browsers::start("rooms_changed_push").await else {
+        return;
+    };
+    let app = spawn_app(Backend::Memory).await.unwrap();
+    let page = browsers.open("ana", &app.url("")).await;
+    let public = json!(["#room-list [data-room=\"publica-nueva\"]"]);
+    let private = json!(["#room-list [data-room=\"privada-nueva\"]"]);
+
+    browsers
+        .run(async {
+            // Arrange: ana in the web client, without its poll; bea through the API.
+            page.register("ana").await;
+            page.js("clearInterval(state.roomsTimer);", json!([])).await;
+            let bea = app.signup("bea").await;
+
+            // A public room, created by bea.
+            let created = app.create_room(&bea, "publica-nueva", false).await;
+            assert_eq!(created.status, 201, "{created:?}");
+            page.wait_for("la sala publica-nueva en #room-list", PRESENT, public)
+                .await;
+
+            // A private room of bea's: ana is added to it, then removed.
+            let created = app.create_room(&bea, "privada-nueva", true).await;
+            assert_eq!(created.status, 201, "{created:?}");
+            let added = app
+                .post(
+                    "/rooms/privada-nueva/members",
+                    Some(&bea),
+                    &json!({ "username": "ana" }),
+                )
+                .await;
+            assert_eq!(added.status, 201, "{added:?}");
+            page.wait_for(
+                "la sala privada-nueva en #room-list al añadir a ana",
+                PRESENT,
+                private.clone(),
+            )
+            .await;
+            let removed = app
+                .request(
+                    app.http
+                        .delete(app.url("/rooms/privada-nueva/members/ana"))
+                        .bearer_auth(&bea),
+                )
+                .await;
+            assert!(removed.status.is_success(), "{removed:?}");
+            page.wait_for(
+                "que privada-nueva deje #room-list al quitar a ana",
+                ABSENT,
+                private,
             )
             .await;
         })

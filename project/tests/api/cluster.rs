@@ -358,3 +358,46 @@ async fn the_redis_listener_runs_under_the_apps_supervisor_and_delivers_again_af
     let sent = ana.say("general", "otra vez").await;
     assert_eq!(bea.recv_type("message").await, sent);
 }
+
+#[tokio::test]
+async fn rooms_changed_reaches_the_users_connections_on_the_other_node_and_its_list_is_fresh() {
+    use crate::rooms_changed::{invite, listed, remove_member};
+    // Arrange: carl on A; bea on B, who has listed the rooms there (B may have cached them).
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let carl = a.signup("carl").await;
+    let bea = b.signup("bea").await;
+    let mut bea_ws = b.ws(&bea).await;
+    let mut carl_ws = a.ws(&carl).await;
+    // A `pong` means the connection is running, so its node's hub knows it.
+    bea_ws.assert_usable().await;
+    carl_ws.assert_usable().await;
+    assert!(!listed(&b, &bea).await.contains(&"nueva".to_owned()));
+
+    // Act 1: carl creates a public room on A.
+    let created = a.create_room(&carl, "nueva", false).await;
+
+    // Assert 1: both hear it, and B lists the room.
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let rooms_changed = json!({ "type": "rooms_changed" });
+    assert_eq!(bea_ws.recv().await, rooms_changed);
+    assert_eq!(carl_ws.recv().await, rooms_changed);
+    assert!(listed(&b, &bea).await.contains(&"nueva".to_owned()));
+
+    // Act 2: carl makes a private room on A, adds bea to it, then removes her.
+    let created = a.create_room(&carl, "secreta", true).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(carl_ws.recv().await, rooms_changed);
+    assert!(!listed(&b, &bea).await.contains(&"secreta".to_owned()));
+    let added = invite(&a, &carl, "secreta", "bea").await;
+
+    // Assert 2: bea hears each change on B, and B's list follows.
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+    assert_eq!(bea_ws.recv().await, rooms_changed);
+    assert!(listed(&b, &bea).await.contains(&"secreta".to_owned()));
+    let removed = remove_member(&a, &carl, "secreta", "bea").await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{:?}", removed.body);
+    assert_eq!(bea_ws.recv().await, rooms_changed);
+    assert!(!listed(&b, &bea).await.contains(&"secreta".to_owned()));
+}

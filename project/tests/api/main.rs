@@ -25,6 +25,7 @@ mod process;
 mod redis_recovery;
 mod redis_server;
 mod rooms;
+mod rooms_changed;
 mod supervision;
 mod ws_delivery;
 mod ws_presence;

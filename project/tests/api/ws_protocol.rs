@@ -49,6 +49,14 @@ impl TwoMembers {
     }
 
     /// The sentinel: ana says something and it is the next thing bea sees.
+    /// A public room was created: both connections are told that their list of rooms changed
+    /// (`rooms_changed`, an extension of the contract).
+    async fn heard_of_the_new_public_room(&mut self) {
+        for client in [&mut self.ana, &mut self.bea] {
+            assert_eq!(client.recv().await, json!({ "type": "rooms_changed" }));
+        }
+    }
+
     async fn assert_bea_got_nothing_else(&mut self) {
         let sentinel = self.ana.say("general", "centinela").await;
         self.bea.assert_next(&sentinel).await;
@@ -507,6 +515,7 @@ async fn send_typing_and_leave_for_a_room_not_joined_are_not_member(app: TestApp
         app.create_room(&room.token, "otra", false).await.status,
         StatusCode::CREATED
     );
+    room.heard_of_the_new_public_room().await;
     room.bea.join("otra").await;
 
     for frame in [
@@ -550,6 +559,7 @@ async fn a_frame_is_checked_for_shape_then_existence_then_membership_then_conten
         let created = app.create_room(&bea_token, id, private).await;
         assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     }
+    room.heard_of_the_new_public_room().await;
     let cases = [
         // The shape comes before the room's existence…
         (
