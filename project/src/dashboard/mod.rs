@@ -15,7 +15,6 @@
 //! The recorder, the stats task and (with Redis) the activity listener run under the server's
 //! [`Supervisor`]: one that panics is started again on the same queue and feeds.
 
-pub mod activity;
 pub mod journal;
 pub mod redis_journal;
 pub mod sse;
