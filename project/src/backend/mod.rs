@@ -88,6 +88,21 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// What [`MessageLog::append_checked`] did: the checks of a `send` that need the stored rooms
+/// (in the contract's order: `not_found`, then `not_member`), then the append.
+#[derive(Debug, Clone)]
+pub enum Checked {
+    /// Stored and broadcast: the new message's frame.
+    Stored(StoredFrame),
+    /// `client_id` repeated an earlier send: nothing new was stored or broadcast, and this is
+    /// the original frame.
+    Duplicate(StoredFrame),
+    /// The room does not exist (a Redis emptied, say): nothing was stored.
+    NotFound,
+    /// The room is private and the author is not (or no longer) a member: nothing was stored.
+    NotMember,
+}
+
 /// Which slice of a room's history to read; see the contract's `GET /rooms/{id}/messages`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryQuery {
@@ -124,6 +139,24 @@ pub trait MessageLog: Send + Sync {
     /// Gives the draft the room's next id, stores it and broadcasts its frame to every node,
     /// unless `(user, room, client_id)` was seen within [`IDEMPOTENCY_WINDOW`].
     async fn append(&self, draft: Draft) -> StoreResult<Appended>;
+    /// [`MessageLog::append`] after the checks of a `send` that read the stored rooms, in the
+    /// contract's order: the room exists, then, if it is private, the author is a member. A
+    /// `send` is the hot path: the Redis log does checks and append in one script (one round
+    /// trip, and no removal can slip in between); this default asks `rooms` first.
+    async fn append_checked(&self, rooms: &dyn RoomStore, draft: Draft) -> StoreResult<Checked> {
+        let Some(room) = rooms.room(&draft.room).await? else {
+            return Ok(Checked::NotFound);
+        };
+        if room.private && !rooms.is_member(&draft.room, &draft.user).await? {
+            return Ok(Checked::NotMember);
+        }
+        let appended = self.append(draft).await?;
+        Ok(if appended.duplicate {
+            Checked::Duplicate(appended.frame)
+        } else {
+            Checked::Stored(appended.frame)
+        })
+    }
     async fn history(&self, room: &RoomId, query: HistoryQuery) -> StoreResult<HistoryPage>;
     /// The name of the room's history (`epoch` in `joined`, contract 1.1). It changes only when
     /// that history was lost and ids may start again (an in-process server restarted, a Redis

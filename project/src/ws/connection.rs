@@ -30,7 +30,9 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use super::hub::{self, Hub, Subscriber};
 use super::protocol::{self, ClientFrame, ErrorCode, ErrorContext, FrameError, ServerFrame};
 use crate::auth::AuthUser;
-use crate::backend::{Audience, Backends, ConnId, Draft, HistoryQuery, RoomEvent, StoreError};
+use crate::backend::{
+    Audience, Backends, Checked, ConnId, Draft, HistoryQuery, RoomEvent, StoreError,
+};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::connections::Slot;
@@ -608,48 +610,66 @@ impl Connection {
         text: String,
         client_id: Option<String>,
     ) -> Result<Option<Echo>, FrameError> {
-        let room_id = self.room_in_use(room).await?;
-        protocol::check_text(&text)?;
+        let valid_text = protocol::check_text(&text);
+        let room_id = match self.joined_room(room) {
+            // The common case: a joined room and a valid text. The backend checks the rest with
+            // the append, in one round trip (with Redis, one script).
+            Ok(room_id) if valid_text.is_ok() => room_id,
+            // An error is due: the room's checks come before the text's (contract order).
+            _ => {
+                let room_id = self.room_in_use(room).await?;
+                valid_text?;
+                room_id
+            }
+        };
         // Only a text with an `@` can mention someone: keep it for the mention logic.
         let mentions = text.contains('@').then(|| (room_id.clone(), text.clone()));
-        let draft_room = room_id.clone();
         let draft = Draft {
-            room: room_id,
+            room: room_id.clone(),
             user: self.user.username.clone(),
             text,
             client_id,
             ts: now_rfc3339(),
         };
-        let appended = self
-            .server
-            .backends
+        let backends = &self.server.backends;
+        let checked = backends
             .messages
-            .append(draft)
+            .append_checked(backends.rooms.as_ref(), draft)
             .await
             .map_err(unavailable)?;
-        if appended.duplicate {
-            // A retry of a send we already stored: answer the sender alone with the original.
-            let _ = send_text(socket, appended.frame.json).await;
-            Ok(None)
-        } else {
-            crate::metrics::message_stored();
-            self.server.activity.record(Activity::message(
-                room,
-                &self.user.username,
-                appended.frame.id,
-            ));
-            if let Some((room_id, text)) = mentions {
-                // Queued, never awaited: notifications and e-mails happen off this path.
-                let author = &self.user.username;
-                self.server
-                    .jobs
-                    .message_sent(room_id, appended.frame.id, author, text);
+        let frame = match checked {
+            Checked::Stored(frame) => frame,
+            Checked::Duplicate(frame) => {
+                // A retry of a send we already stored: answer the sender alone with the original.
+                let _ = send_text(socket, frame.json).await;
+                return Ok(None);
             }
-            Ok(Some(Echo {
-                room: draft_room,
-                id: appended.frame.id,
-            }))
+            // The joined room vanished (a Redis emptied), or access to it was revoked: stop
+            // delivering it, as `room_in_use` does.
+            Checked::NotFound => {
+                self.leave_room(&room_id).await;
+                return Err(room_not_found(room));
+            }
+            Checked::NotMember => {
+                self.leave_room(&room_id).await;
+                return Err(access_revoked());
+            }
+        };
+        crate::metrics::message_stored();
+        self.server
+            .activity
+            .record(Activity::message(room, &self.user.username, frame.id));
+        if let Some((room_id, text)) = mentions {
+            // Queued, never awaited: notifications and e-mails happen off this path.
+            let author = &self.user.username;
+            self.server
+                .jobs
+                .message_sent(room_id, frame.id, author, text);
         }
+        Ok(Some(Echo {
+            room: room_id,
+            id: frame.id,
+        }))
     }
     // ANCHOR_END: send_message
 
@@ -752,8 +772,7 @@ impl Connection {
 
     /// The room's id and record, or `not_found` (an id that is not a slug names no room).
     async fn existing_room(&self, room: &str) -> Result<(RoomId, Room), FrameError> {
-        let not_found =
-            || FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"));
+        let not_found = || room_not_found(room);
         let room_id = RoomId::parse(room).map_err(|_| not_found())?;
         let stored = self
             .server
@@ -808,10 +827,7 @@ impl Connection {
             return Ok(room_id);
         }
         self.leave_room(&room_id).await;
-        Err(FrameError::new(
-            ErrorCode::NotMember,
-            "ya no tienes acceso a esta sala",
-        ))
+        Err(access_revoked())
     }
     // ANCHOR_END: check_still_allowed
 
@@ -874,6 +890,16 @@ impl Connection {
             shutdown: self.server.shutdown.clone(),
         }
     }
+}
+
+/// `not_found` for a room id that names no room.
+fn room_not_found(room: &str) -> FrameError {
+    FrameError::new(ErrorCode::NotFound, format!("la sala «{room}» no existe"))
+}
+
+/// `not_member` for a joined private room the user was removed from.
+fn access_revoked() -> FrameError {
+    FrameError::new(ErrorCode::NotMember, "ya no tienes acceso a esta sala")
 }
 
 /// A backend failure, as the client sees it.

@@ -311,6 +311,92 @@ async fn a_repeated_client_id_returns_the_original_and_stores_nothing(node: &Nod
     assert_eq!(next_event(&mut events).await.message_id, Some(2));
 }
 
+async fn append_checked_checks_the_room_then_the_membership_then_appends(node: &Node) {
+    use chat::backend::Checked;
+    let (rooms, messages) = (node.backends.rooms.as_ref(), &node.backends.messages);
+    let secret = room_id("secreta");
+    rooms
+        .create_room(Room {
+            private: true,
+            ..room("secreta", Some("ana"))
+        })
+        .await
+        .unwrap();
+    rooms.create_room(room("abierta", None)).await.unwrap();
+    let mut events = listen(node, &secret, "ana");
+
+    let unknown = messages
+        .append_checked(rooms, draft(&room_id("nada"), "ana", "hola", None))
+        .await
+        .unwrap();
+    assert!(matches!(unknown, Checked::NotFound), "{unknown:?}");
+    let outsider = messages
+        .append_checked(rooms, draft(&secret, "bea", "hola", Some("c1")))
+        .await
+        .unwrap();
+    assert!(matches!(outsider, Checked::NotMember), "{outsider:?}");
+
+    let stored = messages
+        .append_checked(rooms, draft(&secret, "ana", "hola", Some("c1")))
+        .await
+        .unwrap();
+    let Checked::Stored(frame) = stored else {
+        panic!("a member's message should be stored: {stored:?}");
+    };
+    assert_eq!(frame.id, 1, "the refused sends took no id");
+    let again = messages
+        .append_checked(rooms, draft(&secret, "ana", "otro texto", Some("c1")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, Checked::Duplicate(original) if original.json == frame.json),
+        "a repeated client_id answers the original: {again:?}"
+    );
+    // A public room needs no membership.
+    let public = messages
+        .append_checked(rooms, draft(&room_id("abierta"), "bea", "hola", None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&public, Checked::Stored(f) if f.id == 1),
+        "{public:?}"
+    );
+
+    // Removed from the private room: refused, even as a repeat of a stored send.
+    assert!(rooms.remove_member(&secret, "ana").await.unwrap());
+    let removed = messages
+        .append_checked(rooms, draft(&secret, "ana", "hola", Some("c1")))
+        .await
+        .unwrap();
+    assert!(matches!(removed, Checked::NotMember), "{removed:?}");
+    // Back in: the next message gets the next id.
+    assert!(rooms.add_member(&secret, "ana").await.unwrap());
+    let back = messages
+        .append_checked(rooms, draft(&secret, "ana", "de vuelta", None))
+        .await
+        .unwrap();
+    assert!(matches!(&back, Checked::Stored(f) if f.id == 2), "{back:?}");
+
+    let page = messages
+        .history(&secret, HistoryQuery::Latest { limit: 50 })
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&page.frames),
+        [1, 2],
+        "the refused sends stored nothing"
+    );
+    assert_eq!(page.frames[0].json, frame.json);
+    let nothing = messages
+        .history(&room_id("nada"), HistoryQuery::Latest { limit: 50 })
+        .await
+        .unwrap();
+    assert!(nothing.frames.is_empty(), "an unknown room stores nothing");
+    // Nor broadcast anything: the hub got message 1 and then message 2, nothing in between.
+    assert_eq!(next_event(&mut events).await.message_id, Some(1));
+    assert_eq!(next_event(&mut events).await.message_id, Some(2));
+}
+
 /// The same cases as the in-process backend's unit test.
 async fn history_queries_follow_the_contract(node: &Node) {
     let room = RoomId::general();
@@ -500,6 +586,7 @@ suite!(
     rooms_are_created_once_and_keep_their_members,
     appended_messages_get_ids_from_one_in_each_room,
     a_repeated_client_id_returns_the_original_and_stores_nothing,
+    append_checked_checks_the_room_then_the_membership_then_appends,
     history_queries_follow_the_contract,
     presence_counts_connections_per_user,
     the_login_limiter_blocks_at_five_attempts_and_reset_clears_it,

@@ -8,8 +8,8 @@ use redis::aio::ConnectionManager;
 
 use super::{Keys, store_error};
 use crate::backend::{
-    Appended, Draft, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW, MessageLog, StoreError,
-    StoreResult, StoredFrame, message_frame_parts,
+    Appended, Checked, Draft, HistoryPage, HistoryQuery, IDEMPOTENCY_WINDOW, MessageLog, RoomStore,
+    StoreError, StoreResult, StoredFrame, message_frame_parts,
 };
 use crate::domain::RoomId;
 
@@ -39,28 +39,31 @@ impl RedisLog {
 #[async_trait]
 impl MessageLog for RedisLog {
     async fn append(&self, draft: Draft) -> StoreResult<Appended> {
-        let room = draft.room.as_str();
-        // The id is only known inside the script, so we send the frame in two halves.
-        let (before_id, after_id) = message_frame_parts(&draft);
-        let mut script = APPEND.key(self.keys.seq(room));
-        script.key(self.keys.history(room));
-        if let Some(client_id) = &draft.client_id {
-            script.key(self.keys.client_id(room, &draft.user, client_id));
+        let (frame, outcome) = self.run_append(&draft, "").await?;
+        match outcome {
+            Outcome::Stored => Ok(Appended {
+                frame,
+                duplicate: false,
+            }),
+            Outcome::Duplicate => Ok(Appended {
+                frame,
+                duplicate: true,
+            }),
+            Outcome::NotFound | Outcome::NotMember => Err(StoreError::Corrupt(
+                "el script de envío comprobó una sala sin que se lo pidieran".into(),
+            )),
         }
-        script
-            .arg(before_id)
-            .arg(after_id)
-            .arg(self.keys.events())
-            .arg(room)
-            .arg(IDEMPOTENCY_WINDOW.as_secs())
-            .arg(self.history_limit);
-        let (id, json, duplicate): (u64, Vec<u8>, u8) = script
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(store_error)?;
-        Ok(Appended {
-            frame: stored_frame(id, json)?,
-            duplicate: duplicate == 1,
+    }
+
+    /// One script, so one round trip: the checks and the append (see `append.lua`). `rooms`
+    /// is not asked: its data lives in this same Redis.
+    async fn append_checked(&self, _rooms: &dyn RoomStore, draft: Draft) -> StoreResult<Checked> {
+        let (frame, outcome) = self.run_append(&draft, &draft.user).await?;
+        Ok(match outcome {
+            Outcome::Stored => Checked::Stored(frame),
+            Outcome::Duplicate => Checked::Duplicate(frame),
+            Outcome::NotFound => Checked::NotFound,
+            Outcome::NotMember => Checked::NotMember,
         })
     }
 
@@ -126,6 +129,61 @@ impl MessageLog for RedisLog {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(store_error)
+    }
+}
+
+/// What `append.lua` answered (its third value).
+enum Outcome {
+    Stored,
+    Duplicate,
+    NotFound,
+    NotMember,
+}
+
+impl RedisLog {
+    /// Runs `append.lua`; with a non-empty `check_author`, the room's existence and that
+    /// author's membership of a private room are checked first. The frame of `NotFound` and
+    /// `NotMember` is empty and means nothing.
+    async fn run_append(
+        &self,
+        draft: &Draft,
+        check_author: &str,
+    ) -> StoreResult<(StoredFrame, Outcome)> {
+        let room = draft.room.as_str();
+        // The id is only known inside the script, so we send the frame in two halves.
+        let (before_id, after_id) = message_frame_parts(draft);
+        let mut script = APPEND.key(self.keys.seq(room));
+        script
+            .key(self.keys.history(room))
+            .key(self.keys.rooms())
+            .key(self.keys.members(room));
+        if let Some(client_id) = &draft.client_id {
+            script.key(self.keys.client_id(room, &draft.user, client_id));
+        }
+        script
+            .arg(before_id)
+            .arg(after_id)
+            .arg(self.keys.events())
+            .arg(room)
+            .arg(IDEMPOTENCY_WINDOW.as_secs())
+            .arg(self.history_limit)
+            .arg(check_author);
+        let (id, json, outcome): (u64, Vec<u8>, u8) = script
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(store_error)?;
+        let outcome = match outcome {
+            0 => Outcome::Stored,
+            1 => Outcome::Duplicate,
+            2 => Outcome::NotFound,
+            3 => Outcome::NotMember,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "el script de envío respondió {other}"
+                )));
+            }
+        };
+        Ok((stored_frame(id, json)?, outcome))
     }
 }
 
