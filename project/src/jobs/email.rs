@@ -154,16 +154,25 @@ pub enum MailError {
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("no se pudo escribir en la bandeja de salida: {0}")]
     Outbox(#[from] lettre::transport::file::Error),
+    #[error("no se pudo dejar el e-mail en la bandeja de salida: {0}")]
+    Publish(std::io::Error),
 }
+
+/// The folder inside the outbox where each `.eml` is written before it is moved into the
+/// outbox itself: a rename within one folder tree is atomic, so whoever reads the outbox (a
+/// student, a test, the lesson's page) never opens a half-written e-mail.
+const OUTBOX_STAGING: &str = ".escribiendo";
 
 /// Sends e-mails: by SMTP, or into the outbox folder as `.eml` files.
 #[derive(Clone)]
 pub enum Mailer {
     /// `SMTP_URL` is set: deliver to that server.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// Write `<uuid>.eml` files into `folder` (`CHAT_OUTBOX`).
+    /// Write `<uuid>.eml` files into `folder` (`CHAT_OUTBOX`), each one whole: written in
+    /// `staging`, then renamed into `folder`.
     Outbox {
         folder: PathBuf,
+        staging: PathBuf,
         transport: AsyncFileTransport<Tokio1Executor>,
     },
 }
@@ -183,10 +192,14 @@ impl Mailer {
                     .build();
                 Ok(Self::Smtp(transport))
             }
-            None => Ok(Self::Outbox {
-                folder: config.outbox.clone(),
-                transport: AsyncFileTransport::new(&config.outbox),
-            }),
+            None => {
+                let staging = config.outbox.join(OUTBOX_STAGING);
+                Ok(Self::Outbox {
+                    folder: config.outbox.clone(),
+                    transport: AsyncFileTransport::new(&staging),
+                    staging,
+                })
+            }
         }
     }
 
@@ -211,14 +224,22 @@ impl Mailer {
             .map_err(|error| MailError::Build(error.to_string()))?;
         match self {
             Self::Smtp(transport) => transport.send(message).await.map(drop)?,
-            Self::Outbox { folder, transport } => {
-                tokio::fs::create_dir_all(folder).await.map_err(|error| {
+            Self::Outbox {
+                folder,
+                staging,
+                transport,
+            } => {
+                tokio::fs::create_dir_all(staging).await.map_err(|error| {
                     MailError::Config(format!(
                         "no se pudo crear la bandeja de salida {}: {error}",
                         folder.display()
                     ))
                 })?;
-                transport.send(message).await.map(drop)?
+                let id = transport.send(message).await?;
+                let file = format!("{id}.eml");
+                tokio::fs::rename(staging.join(&file), folder.join(&file))
+                    .await
+                    .map_err(MailError::Publish)?;
             }
         }
         Ok(())
@@ -293,5 +314,41 @@ mod tests {
         );
         assert!(parse_smtp_url("smtps://x:1").is_err());
         assert!(parse_smtp_url("smtp://:25").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_outbox_only_ever_holds_whole_emails() {
+        // Arrange: an outbox folder of this test's own.
+        let folder = std::env::temp_dir().join(format!("chat-outbox-{}", uuid::Uuid::new_v4()));
+        let staging = folder.join(OUTBOX_STAGING);
+        let mailer = Mailer::Outbox {
+            folder: folder.clone(),
+            transport: AsyncFileTransport::new(&staging),
+            staging: staging.clone(),
+        };
+        let from: Mailbox = "Chat <chat@example.com>".parse().unwrap();
+
+        // Act
+        mailer
+            .send(
+                &from,
+                "bea@example.com",
+                render(&mention(false), Duration::ZERO),
+            )
+            .await
+            .unwrap();
+
+        // Assert: one complete `.eml` in the outbox, nothing left half-way.
+        let emails: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .collect();
+        assert_eq!(emails.len(), 1, "{emails:?}");
+        let email = std::fs::read_to_string(&emails[0]).unwrap();
+        assert!(email.contains("To: bea@example.com"), "{email}");
+        assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 }
